@@ -7,6 +7,7 @@ Every intermediate can be recorded by name in a :class:`Trace` (names in docs/nu
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -25,14 +26,18 @@ from .weights import GoldenWeights, Layer, Linear, Norm
 
 
 class Trace(dict):
-    """Named intermediates of one forward call. ``prefixes`` limits what is kept (None keeps all)."""
+    """Named intermediates of one forward call. ``prefixes`` limits what is kept (None keeps all);
+    ``pattern``, a regular expression, limits it further (``re.search`` on the name)."""
 
-    def __init__(self, prefixes: Sequence[str] | None = None):
+    def __init__(self, prefixes: Sequence[str] | None = None, pattern: str | None = None):
         super().__init__()
         self.prefixes = tuple(prefixes) if prefixes is not None else None
+        self.pattern = re.compile(pattern) if pattern else None
 
     def want(self, name: str) -> bool:
-        return self.prefixes is None or name.startswith(self.prefixes)
+        if self.prefixes is not None and not name.startswith(self.prefixes):
+            return False
+        return self.pattern is None or self.pattern.search(name) is not None
 
     def put(self, name: str, value) -> None:
         if self.want(name):
@@ -116,7 +121,7 @@ class GoldenModel:
         cache.k8[i][a:b], cache.v8[i][a:b] = k8, v8
         cache.k_scale[i].m[a:b], cache.k_scale[i].e[a:b] = ks.m, ks.e
         cache.v_scale[i].m[a:b], cache.v_scale[i].e[a:b] = vs.m, vs.e
-        sub = {} if tr.want(f"{p}.attn.") else None
+        sub = {} if tr.want(f"{p}.attn.logits") or tr.want(f"{p}.attn.probs") else None
         o = attend(q8, qs, cache.k8[i][:b], cache.k_scale[i].take(np.s_[:b]), cache.v8[i][:b],
                    cache.v_scale[i].take(np.s_[:b]), pos, sub)
         if sub:

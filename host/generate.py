@@ -1,0 +1,117 @@
+"""Prompt handling and the prefill/decode loop, the same for every backend."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from ternfpga.quant.errors import TernError
+
+from .backend import Backend
+from .sampling import Sampler
+
+CHATML = "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+LLAMA3 = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>"
+          "<|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+def parse_prompt_ids(text: str, vocab: int) -> list[int]:
+    """``"1,2,3"`` -> [1, 2, 3], every id checked against the vocabulary."""
+    try:
+        ids = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
+    except ValueError:
+        raise TernError(f"--prompt-ids {text!r} is not a comma-separated list of integers",
+                        "write it like --prompt-ids 1,2,3") from None
+    if not ids:
+        raise TernError("--prompt-ids is empty", "give at least one token id")
+    bad = [i for i in ids if not 0 <= i < vocab]
+    if bad:
+        raise TernError(f"token id {bad[0]} in --prompt-ids is outside the vocabulary", f"use ids in 0..{vocab - 1}")
+    return ids
+
+
+def encode_prompt(tokenizer, text: str, chat: bool) -> list[int]:
+    """Raw tokenization (no special tokens) unless ``chat``, which wraps the text in the model's template."""
+    if chat:
+        vocab = tokenizer.get_vocab()
+        if "<|im_start|>" in vocab:
+            text = CHATML.format(prompt=text)
+        elif "<|start_header_id|>" in vocab:
+            text = LLAMA3.format(prompt=text)
+        else:
+            raise TernError("--chat: this model's tokenizer has no ChatML or Llama-3 chat tokens",
+                            "drop --chat and write the prompt as the model expects it")
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    if not ids:
+        raise TernError("the prompt is empty after tokenization", "give a non-empty --prompt")
+    return ids
+
+
+class TextStream:
+    """Turns a growing id list into newly printable text (holds back incomplete UTF-8 sequences)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.shown = ""
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        if text.endswith("\ufffd"):
+            return ""
+        new = text[len(self.shown):] if text.startswith(self.shown) else text
+        self.shown = text
+        return new
+
+
+@dataclass
+class Generation:
+    prompt_ids: list[int]
+    ids: list[int] = field(default_factory=list)
+    stop: str = "length"  # "length" | "eos" | "context"
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    decode_tokens: int = 0
+
+    @property
+    def decode_tok_s(self) -> float:
+        return self.decode_tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"prompt_ids": self.prompt_ids, "ids": self.ids, "stop": self.stop,
+                "prefill_tokens": len(self.prompt_ids), "prefill_s": self.prefill_s,
+                "decode_tokens": self.decode_tokens, "decode_s": self.decode_s, "decode_tok_s": self.decode_tok_s}
+
+
+def generate(backend: Backend, prompt_ids: Sequence[int], n: int, sampler: Sampler,
+             stop_ids: Sequence[int] = (), on_token: Callable[[int], None] | None = None) -> Generation:
+    """Prefill the prompt, then sample up to ``n`` tokens (each after the first costs one decode)."""
+    if n < 0:
+        raise TernError(f"-n {n} is negative", "ask for 0 or more tokens")
+    prompt_ids = list(prompt_ids)
+    if len(prompt_ids) > backend.max_ctx - backend.position:
+        raise TernError(f"the prompt has {len(prompt_ids)} tokens, more than the max context "
+                        f"{backend.max_ctx - backend.position}", "shorten the prompt or re-quantize with a larger --max-ctx")
+    gen = Generation(prompt_ids)
+    t0 = time.perf_counter()
+    cand = backend.prefill(prompt_ids)
+    gen.prefill_s = time.perf_counter() - t0
+    for i in range(n):
+        token = sampler.choose(cand)
+        gen.ids.append(token)
+        if on_token:
+            on_token(token)
+        if token in stop_ids:
+            gen.stop = "eos"
+            break
+        if i == n - 1:
+            break
+        if backend.position >= backend.max_ctx:
+            gen.stop = "context"
+            break
+        t0 = time.perf_counter()
+        cand = backend.decode(token)
+        gen.decode_s += time.perf_counter() - t0
+        gen.decode_tokens += 1
+    return gen
