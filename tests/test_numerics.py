@@ -22,7 +22,8 @@ def test_rshift_round_is_round_half_up():
 
 
 def test_bitlen_and_isqrt_exact():
-    vals = np.array([0, 1, 2, 3, 4, 7, 8, 2**31 - 1, 2**31, 2**52 + 1, 2**61, 2**62 - 1], dtype=np.int64)
+    vals = np.array([0, 1, 2, 3, 4, 7, 8, 2**31 - 1, 2**31, 2**52 + 1, 2**53 - 1, 2**54 - 1, 2**61, 2**62 - 1],
+                    dtype=np.int64)
     assert list(pf.bitlen(vals)) == [int(v).bit_length() for v in vals]
     ys = np.concatenate([vals, rng.integers(0, 2**62, 2000)])
     assert list(pf.isqrt(ys)) == [math.isqrt(int(y)) for y in ys]

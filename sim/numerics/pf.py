@@ -42,13 +42,11 @@ def _i64(x) -> np.ndarray:
 def bitlen(x: np.ndarray) -> np.ndarray:
     """Number of bits of non-negative int64 values (0 for 0). Exact for all int64 >= 0."""
     x = _i64(x)
-    out = np.zeros(x.shape, dtype=np.int64)
-    v = x.copy()
-    for s in (32, 16, 8, 4, 2, 1):
-        big = v >= (np.int64(1) << s)
-        out += np.where(big, s, 0)
-        v = np.where(big, v >> s, v)
-    return out + (v > 0)
+    # frexp of the float64 conversion is exact below 2**53; above, rounding can only carry into the
+    # next power of two, which the correction step undoes.
+    n = np.frexp(x.astype(np.float64))[1].astype(np.int64)
+    over = (n > 0) & ((np.int64(1) << np.clip(n - 1, 0, 62)) > x)
+    return n - over
 
 
 def rshift_round(x: np.ndarray, s: np.ndarray | int) -> np.ndarray:
