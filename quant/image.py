@@ -330,5 +330,12 @@ class ModelImage:
             raise TernError(f"the tokenizer in '{self.path}' cannot be loaded ({str(e)[:100]})", RECREATE) from None
 
     def verify(self) -> dict[str, bool]:
-        """Section name -> whether its bytes match the recorded CRC-32."""
-        return {name: zlib.crc32(self.raw(name)) == t["crc32"] for name, t in self.tensors.items()}
+        """Section name -> whether its bytes match the recorded CRC-32 (an alias reuses its target's check)."""
+        ok: dict[str, bool] = {}
+        for name, t in self.tensors.items():
+            target = t.get("alias_of")
+            if target in ok and self.tensors[target]["offset"] == t["offset"]:
+                ok[name] = ok[target] and t["crc32"] == self.tensors[target]["crc32"]
+            else:
+                ok[name] = zlib.crc32(self.raw(name)) == t["crc32"]
+        return ok

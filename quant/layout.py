@@ -91,7 +91,7 @@ class TritLayout:
         if trits.ndim != 2:
             raise ValueError(f"pack needs a 2-D trit matrix, got shape {trits.shape}")
         rows, cols = trits.shape
-        out = np.empty(self.packed_bytes(rows, cols), dtype=np.uint8)
+        out = self.new_buffer(rows, cols)
         self.pack_into(out, trits, 0, rows, cols)
         return out
 

@@ -24,7 +24,7 @@ from .config import ModelConfig
 from .errors import TernError
 from .image import ImageWriter
 from .layout import TritLayout
-from .ternarize import (SCALE_MODES, TernStats, abs_sum, check_finite, int8_rows, int16_norm, int32_bias,
+from .ternarize import (SCALE_MODES, TernStats, check_finite, checked_abs_sum, int8_rows, int16_norm, int32_bias,
                         ternarize, ternary_rows)
 
 try:
@@ -67,9 +67,9 @@ def _check_output(out: Path) -> None:
         raise TernError(f"output path '{out}' is a directory", "pass a file name such as model.tern")
 
 
-def _chunks(ck: Checkpoint, name: str, rows: int, step: int) -> Iterator[tuple[int, torch.Tensor]]:
+def _chunks(ck: Checkpoint, name: str, rows: int, step: int) -> Iterator[torch.Tensor]:
     for a in range(0, rows, step):
-        yield a, ck.rows(name, a, min(a + step, rows))
+        yield ck.rows(name, a, min(a + step, rows))
 
 
 class _Int8Pass:
@@ -82,9 +82,8 @@ class _Int8Pass:
         self.abs_sum = 0.0
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for _, w in _chunks(self.ck, self.name, self.rows, self.step):
-            check_finite(self.name, w)
-            self.abs_sum += abs_sum(w)
+        for w in _chunks(self.ck, self.name, self.rows, self.step):
+            self.abs_sum += checked_abs_sum(self.name, w)
             q, s = int8_rows(w)
             self.scales.append(s)
             yield q
@@ -94,7 +93,7 @@ class _Int8Pass:
 
 
 def _head_trits(ck: Checkpoint, name: str, rows: int, step: int, s: np.ndarray, stats: TernStats) -> Iterator[np.ndarray]:
-    for _, w in _chunks(ck, name, rows, step):
+    for w in _chunks(ck, name, rows, step):
         yield ternary_rows(w, s, stats)
 
 
@@ -191,8 +190,7 @@ def _quantize_layer(w: ImageWriter, ck: Checkpoint, cfg: ModelConfig, i: int, mo
 
     def linear(short: str, rows: int, cols: int) -> None:
         wt = ck.tensor(names[short])
-        check_finite(names[short], wt)
-        res = ternarize(wt, mode)
+        res = ternarize(wt, mode, names[short])
         del wt
         w.add_trits(p + f"{short}.trits", res.trits)
         w.add_pf(p + f"{short}.scale", res.scale)

@@ -10,6 +10,7 @@ Float math runs in torch (fast, multi-threaded); results come back as numpy arra
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,10 +26,23 @@ INT16_MAX = 32767
 BIAS_FRAC = 16
 
 
-def check_finite(name: str, t: torch.Tensor) -> None:
-    if not bool(torch.isfinite(t).all()):
+def abs_sum(w: torch.Tensor) -> float:
+    """sum|W| accumulated in float64 (numpy's pairwise sum: 3-4x faster than torch's float64 reduction)."""
+    return float(np.abs(w.float().numpy()).sum(dtype=np.float64))
+
+
+def checked_abs_sum(name: str, w: torch.Tensor) -> float:
+    """sum|W|, raising when ``w`` holds NaN or Inf. A float64 sum of float32 values cannot overflow,
+    so it is finite exactly when every element is: one pass serves both the check and the absmean."""
+    total = abs_sum(w)
+    if not math.isfinite(total):
         raise TernError(f"tensor '{name}' contains NaN or Inf values",
                         "the checkpoint is corrupt or from a diverged run; use a healthy checkpoint")
+    return total
+
+
+def check_finite(name: str, w: torch.Tensor) -> None:
+    checked_abs_sum(name, w)
 
 
 @dataclass
@@ -41,9 +55,10 @@ class TernStats:
     count: int = 0
 
     def add(self, w: torch.Tensor, t: torch.Tensor, s_val: torch.Tensor) -> None:
-        self.err_sq += float((w - s_val * t).square().sum(dtype=torch.float64))
-        self.norm_sq += float(w.square().sum(dtype=torch.float64))
-        self.zeros += int((t == 0).sum())
+        # float32 norms: plenty for a statistic, and ~10x faster than float64 reductions
+        self.err_sq += float(torch.linalg.vector_norm(w - s_val * t)) ** 2
+        self.norm_sq += float(torch.linalg.vector_norm(w)) ** 2
+        self.zeros += t.numel() - int(torch.count_nonzero(t))
         self.count += t.numel()
 
     @property
@@ -58,17 +73,12 @@ class TernStats:
         return {"rel_err": self.rel_err, "zero_frac": self.zero_frac}
 
 
-def abs_sum(w: torch.Tensor) -> float:
-    """sum|W| accumulated in float64 (the first pass of a chunked per-tensor absmean)."""
-    return float(w.abs().sum(dtype=torch.float64))
-
-
-def absmean_scale(w: torch.Tensor, mode: str) -> np.ndarray:
-    """float64 absmean: shape [1] per tensor, [rows] per channel."""
+def absmean_scale(w: torch.Tensor, mode: str, total: float | None = None) -> np.ndarray:
+    """float64 absmean: shape [1] per tensor, [rows] per channel. ``total`` is sum|W| if known."""
     if mode == "tensor":
-        return np.array([abs_sum(w) / max(w.numel(), 1)])
+        return np.array([(abs_sum(w) if total is None else total) / max(w.numel(), 1)])
     if mode == "channel":
-        return w.abs().mean(dim=1, dtype=torch.float64).numpy()
+        return np.abs(w.float().numpy()).mean(axis=1, dtype=np.float64)
     raise TernError(f"unknown scale mode {mode!r}", f"use one of {', '.join(SCALE_MODES)}")
 
 
@@ -95,9 +105,9 @@ class Ternary:
     stats: TernStats
 
 
-def ternarize(w: torch.Tensor, mode: str = "tensor") -> Ternary:
-    """Ternarize one whole matrix (the caller has checked it finite)."""
-    s = absmean_scale(w, mode)
+def ternarize(w: torch.Tensor, mode: str = "tensor", name: str = "weight") -> Ternary:
+    """Ternarize one whole matrix (``name`` is for the NaN/Inf error)."""
+    s = absmean_scale(w, mode, checked_abs_sum(name, w))
     stats = TernStats()
     trits = ternary_rows(w, s, stats)
     return Ternary(trits, pf.from_float(s), stats)

@@ -134,7 +134,8 @@ def test_sizes_at_model_scale():
     lay = TritLayout()
     assert lay.trits_per_lane == 5
     assert lay.padded(151936, 896) == (151936, 900)
-    assert lay.port_region_bytes(151936, 896) == 151936 * 900 // 5 // 4  # already 4 KiB aligned
+    assert lay.payload_bytes(151936, 896) == 151936 * 900 // 5 // 4
+    assert lay.port_region_bytes(151936, 896) == 1670 * 4096
     assert lay.packed_bytes(896, 896) == 4 * 40960
     # Qwen2.5-0.5B body + head: close to 1.6 bits per weight despite padding
     dims = [(896, 896), (128, 896), (128, 896), (896, 896), (4864, 896), (4864, 896), (896, 4864)]
