@@ -20,7 +20,9 @@ import torch.nn.functional as F
 
 from .checkpoint import Checkpoint, layer_tensor_names
 from .config import ModelConfig
+from ..sim.numerics import pf
 from .errors import TernError
+from .ternarize import absmean_scale, int8_rows, ternary_rows
 
 ACT_MAX = 127  # int8 activations are symmetric in [-127, 127]
 _LINEARS = ("q", "k", "v", "o", "gate", "up", "down")
@@ -28,25 +30,25 @@ _LINEARS = ("q", "k", "v", "o", "gate", "up", "down")
 
 # -- quantizers (float simulations of the integer ones) ------------------------------------------
 def ternarize(w: torch.Tensor, scale: str = "tensor") -> tuple[torch.Tensor, torch.Tensor]:
-    """Absmean ternarization: ``s = mean|W|`` (per tensor, or per output row for ``"channel"``),
-    trits ``= clamp(round(W/s), -1, 1)``. Returns (trits as int8, s shaped to broadcast against W).
-    A zero scale gives all-zero trits."""
-    if scale == "tensor":
-        s = w.abs().mean().reshape(1, 1)
-    elif scale == "channel":
-        s = w.abs().mean(dim=1, keepdim=True)
-    else:
-        raise TernError(f"unknown weight scale {scale!r}", "use 'tensor' or 'channel'")
-    safe = torch.where(s > 0, s, torch.ones_like(s))  # avoid 0/0; those rows become zeros below
-    trits = torch.clamp(torch.round(w / safe), -1, 1)
-    trits = torch.where(s > 0, trits, torch.zeros_like(trits))
-    return trits.to(torch.int8), s
+    """Absmean ternarization exactly as the image stores it (``quant.ternarize``): trits
+    ``clamp(round(W/s), -1, 1)`` and the *stored* pf value of ``s`` (per tensor, or per output row for
+    ``"channel"``), shaped to broadcast against W. A zero scale gives all-zero trits."""
+    s = absmean_scale(w, scale)
+    trits = torch.from_numpy(ternary_rows(w, s))
+    s_val = torch.from_numpy(pf.from_float(s).to_float()).to(torch.float32)
+    return trits, s_val.reshape(-1, 1)
 
 
 def fake_ternary(w: torch.Tensor, scale: str = "tensor") -> torch.Tensor:
     """``trits * s``: the float weight the ternary hardware effectively multiplies by."""
     trits, s = ternarize(w, scale)
     return trits.to(w.dtype) * s.to(w.dtype)
+
+
+def fake_int8_rows(w: torch.Tensor) -> torch.Tensor:
+    """Rows as the image stores them (int8 codes times their per-row pf scale): embedding, int8 head."""
+    q, s = int8_rows(w)
+    return torch.from_numpy(q).to(torch.float64).mul_(torch.from_numpy(s.to_float())[:, None]).to(torch.float32)
 
 
 def fake_int8(x: torch.Tensor) -> torch.Tensor:
@@ -122,8 +124,8 @@ class FloatModel:
         embed = load("model.embed_tokens.weight")
         head = embed if cfg.tied else load("lm_head.weight")
         # Both the lookup table and the head matrix are stored as int8 rows with a per-row scale.
-        self.embed = (fake_int8(embed) if fq else embed).to(dtype)
-        self.head = (fake_int8(head) if fq else head).to(dtype)
+        self.embed = (fake_int8_rows(embed) if fq else embed).to(dtype)
+        self.head = (fake_int8_rows(head) if fq else head).to(dtype)
         self.final_norm = load("model.norm.weight").to(dtype)
         self.layers: list[dict[str, torch.Tensor]] = []
         for i in range(cfg.layers):
