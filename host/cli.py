@@ -7,7 +7,7 @@ import sys
 
 from ternfpga.quant.errors import TernError
 
-# subcommand name -> module in ternfpga.host.commands (each defines register(subparsers) -> parser
+# subcommand name -> module in ternfpga.host.commands (each defines register(subparsers, name) -> parser
 # whose defaults carry run=callable(args) -> int)
 COMMANDS = {
     "quantize": "quantize",

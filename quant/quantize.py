@@ -18,6 +18,7 @@ import torch
 
 from ..sim.numerics import pf
 from ..sim.numerics.pf import PF
+from ..sim.numerics.spec import MAX_CTX, MAX_HEAD_DIM, MAX_IN_FEATURES, numerics_header
 from ..sim.numerics.tables import rope_tables
 from .checkpoint import Checkpoint, layer_tensor_names
 from .config import ModelConfig
@@ -26,11 +27,6 @@ from .image import ImageWriter
 from .layout import TritLayout
 from .ternarize import (SCALE_MODES, TernStats, check_finite, checked_abs_sum, int8_rows, int16_norm, int32_bias,
                         ternarize, ternary_rows)
-
-try:
-    from ..sim.numerics.spec import FX_FRAC, NUMERICS_VERSION
-except ImportError:  # the numerics spec module is optional for quantization; these are its values
-    NUMERICS_VERSION, FX_FRAC = 1, 16
 
 DEFAULT_MAX_CTX = 2048
 CHUNK_ROWS = 8192  # rows of a vocabulary-sized matrix per chunk (~30 MB of float32 at hidden 896)
@@ -57,6 +53,13 @@ def _check_options(opts: QuantizeOptions, cfg: ModelConfig) -> int:
     if not 1 <= max_ctx <= cfg.max_position:
         raise TernError(f"max_ctx {max_ctx} is outside 1..{cfg.max_position} (max_position_embeddings)",
                         "choose a --max-ctx the model supports")
+    if max_ctx > MAX_CTX:
+        raise TernError(f"max_ctx {max_ctx} exceeds the numerics limit {MAX_CTX} (docs/numerics.md)",
+                        f"choose --max-ctx {MAX_CTX} or less")
+    widest = max(cfg.hidden, cfg.ffn, cfg.q_dim)
+    if widest > MAX_IN_FEATURES or cfg.head_dim > MAX_HEAD_DIM:
+        raise TernError(f"model dims (widest linear input {widest}, head_dim {cfg.head_dim}) exceed the numerics "
+                        f"limits ({MAX_IN_FEATURES}, {MAX_HEAD_DIM}; docs/numerics.md)", "this model is not supported")
     return max_ctx
 
 
@@ -111,7 +114,7 @@ def quantize_checkpoint(ckpt_dir: str | Path, out_path: str | Path, opts: Quanti
     layout = opts.layout
     step = max(layout.row_block, CHUNK_ROWS // layout.row_block * layout.row_block)
     quant = {"scale": opts.scale, "head_k": opts.head_k, "max_ctx": max_ctx, "source": Path(ckpt_dir).resolve().name}
-    numerics = {"version": NUMERICS_VERSION, "fx_frac": FX_FRAC}
+    numerics = numerics_header()
     layers: list[dict] = []
     trit_shapes: list[tuple[int, int]] = []
     bar = tqdm(total=cfg.layers + 2, desc="quantize", unit="step", file=sys.stderr, disable=not opts.progress,
