@@ -1,1 +1,1 @@
-"""placeholder"""
+"""The accelerator in Amaranth HDL: AXI masters, trit decoding, the ternary matmul engine."""

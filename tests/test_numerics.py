@@ -148,3 +148,12 @@ def test_top_k_orders_by_score_then_index():
     want = sorted(range(5000), key=lambda i: (-big[i], i))[:77]
     assert list(top_k_indices(big, 77)) == want
     assert LOG2E == pytest.approx(1 / math.log(2))
+
+
+def test_apply_saturates_like_infinite_precision():
+    x = np.array([-726269, 726269, 1, -1, 0, 2**20 - 1, -(2**20)])
+    for m, e in ((38147, 18), (40000, -40), (65535, -17), (32768, 40)):
+        y = fixed.requant(x, pf.PF(np.int64(m), np.int64(e)))
+        for xi, yi in zip(x, y):
+            exact = int(xi) * m * 2 ** (e + 16) if e + 16 >= 0 else math.floor(int(xi) * m / 2 ** -(e + 16) + 0.5)
+            assert yi == max(min(exact, 2**31 - 1), -(2**31)), (xi, m, e)

@@ -22,6 +22,7 @@ from ..numerics.spec import FX_ONE_LSB
 from . import head as headmod
 from .attention import attend
 from .head import Candidates
+from .matvec import ternary_acc
 from .weights import GoldenWeights, Layer, Linear, Norm
 
 
@@ -91,7 +92,7 @@ class GoldenModel:
 
     @staticmethod
     def _linear(x8: np.ndarray, xs: PF, lin: Linear, name: str, tr: Trace) -> np.ndarray:
-        acc = (x8.astype(np.float32) @ lin.w.T).astype(np.int64)  # exact: |acc| < 2**24
+        acc = ternary_acc(lin.w, x8)
         y = requant(acc, pf.mul(PF(lin.scale.m[None, :], lin.scale.e[None, :]), PF(xs.m[:, None], xs.e[:, None])))
         if lin.bias is not None:
             y = sat32(y + lin.bias[None, :])

@@ -169,6 +169,13 @@ def isqrt(y: np.ndarray) -> np.ndarray:
 
 def apply(x: np.ndarray, s: PF, frac: int) -> np.ndarray:
     """Requantize integers by a pf scale to a fixed-point result with ``frac`` fraction bits:
-    ``round(x * m * 2**(e + frac))``, not yet saturated. Needs ``|x| * m < 2**62``."""
-    x = _i64(x)
-    return shift_round(x * _i64(s.m), -(_i64(s.e) + frac))
+    ``round(x * m * 2**(e + frac))``. Needs ``|x| * m < 2**62``. Every caller saturates the result to
+    int32; a left shift here is clamped so that it cannot overflow int64 yet saturates identically:
+    ``x * m`` is clipped to the int32 range and the shift to 32 bits (any non-zero value shifted left
+    by >= 1 from beyond int32, or by >= 32, lands beyond int32 either way)."""
+    xm = _i64(x) * _i64(s.m)
+    sh = -(_i64(s.e) + frac)
+    right = rshift_round(xm, np.maximum(sh, 0))
+    k = np.minimum(np.maximum(-sh, 0), 32)
+    left = np.clip(xm, -(1 << 31), (1 << 31) - 1) << k
+    return np.where(sh >= 0, right, left)

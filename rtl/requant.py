@@ -1,0 +1,68 @@
+"""Requantization of accumulators to Q15.16: ``y = sat32(round(acc * m * 2**-shift))``.
+
+Round half up (``(x + 2**(shift-1)) >> shift``) for ``shift > 0``, exact left shift for ``shift <= 0``,
+then saturation to int32: ``sim/numerics/pf.py`` ``apply`` + ``fixed.sat32`` bit for bit. ``batch``
+values (one row, every vector) per cycle. ``acc * m`` is one DSP48E2 multiply per vector.
+Pipeline: 4 stages (multiply, round, shift, saturate), full throughput; the whole pipeline holds
+while ``out`` is stalled.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import C, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+LATENCY = 4
+
+
+class Requant(wiring.Component):
+    def __init__(self, *, batch: int, acc_width: int, row_width: int):
+        if batch < 1 or acc_width < 2 or row_width < 1:
+            raise ValueError("batch >= 1, acc_width >= 2, row_width >= 1")
+        self.batch, self.acc_width, self.row_width = batch, acc_width, row_width
+        self.prod_width = acc_width + 17  # signed acc x unsigned 16-bit mantissa
+        self.max_shift = self.prod_width + 1  # beyond this every value rounds to 0
+        super().__init__({
+            "inp": In(stream.Signature(data.StructLayout({
+                "row": row_width, "acc": data.ArrayLayout(signed(acc_width), batch)}))),
+            "out": Out(stream.Signature(data.StructLayout({
+                "row": row_width, "value": data.ArrayLayout(signed(32), batch)}))),
+            "m": In(data.ArrayLayout(16, batch)),
+            "shift": In(data.ArrayLayout(signed(8), batch)),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        B, PW = self.batch, self.prod_width
+        advance = Signal()
+        m.d.comb += advance.eq(~self.out.valid | self.out.ready)
+        m.d.comb += self.inp.ready.eq(advance)
+        valid = [Signal(name=f"v{i}") for i in range(LATENCY - 1)]
+        rows = [Signal(self.row_width, name=f"row{i}") for i in range(LATENCY - 1)]
+        m.d.comb += self.idle.eq(~self.out.valid & ~valid[0] & ~valid[1] & ~valid[2])
+        with m.If(advance):
+            m.d.sync += [valid[0].eq(self.inp.valid), rows[0].eq(self.inp.payload.row)]
+            for i in range(1, LATENCY - 1):
+                m.d.sync += [valid[i].eq(valid[i - 1]), rows[i].eq(rows[i - 1])]
+            m.d.sync += [self.out.valid.eq(valid[-1]), self.out.payload.row.eq(rows[-1])]
+        for b in range(B):
+            sh = self.shift[b]
+            prod = Signal(signed(PW), name=f"prod{b}")
+            rnd = Signal(signed(PW + 1), name=f"rnd{b}")
+            shifted = Signal(signed(PW + 34), name=f"shifted{b}")
+            with m.If(advance):
+                # stage 1: the DSP multiply
+                m.d.sync += prod.eq(self.inp.payload.acc[b] * self.m[b])
+                # stage 2: add the rounding half for right shifts
+                half = Signal(PW + 1, name=f"half{b}")
+                m.d.comb += half.eq(Mux(sh > 0, C(1, PW + 1) << (sh - 1).as_unsigned()[:7], 0))
+                m.d.sync += rnd.eq(prod + half)
+                # stage 3: arithmetic right shift, or exact left shift
+                right = rnd >> Mux(sh > 0, sh.as_unsigned()[:7], 0)
+                left = rnd << Mux(sh < 0, (-sh).as_unsigned()[:6], 0)
+                m.d.sync += shifted.eq(Mux(sh > 0, right, left))
+                # stage 4: saturate to int32
+                sat = Mux(shifted > (1 << 31) - 1, (1 << 31) - 1, Mux(shifted < -(1 << 31), -(1 << 31), shifted))
+                m.d.sync += self.out.payload.value[b].eq(sat)
+        return m
