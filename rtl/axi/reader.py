@@ -1,0 +1,154 @@
+"""AXI4 read master that streams one contiguous region per command.
+
+:class:`AxiReader` turns a command ``(addr, beats)`` into INCR bursts of at most ``max_burst`` beats
+that never cross a 4 KiB boundary, keeps up to ``max_outstanding`` of them in flight, and delivers
+the returned beats in address order through a BRAM FIFO.
+
+Credits: a burst is issued only when ``reserved + burst <= fifo_depth``, where ``reserved`` counts
+every beat requested (AR pending or accepted) and not yet taken by the consumer. So the FIFO always
+has room for every beat in flight, ``rready`` stays high and a slow consumer never stalls the bus.
+
+Timing (consumer always ready, no AR stalls): command handshake at edge N, first ``arvalid`` after
+edge N+1, then one AR per cycle while credits and the outstanding limit allow; an R beat accepted at
+edge M is on ``data`` after edge M+2. It sustains one beat per cycle while the read latency (in
+cycles) stays below about ``fifo_depth - max_burst`` and ``max_outstanding * max_burst`` beats
+(defaults 512/128/8: up to ~380 cycles).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from .signature import BURST_INCR, AxiReadSignature
+
+PAGE_BYTES = 4096  # AXI4: an INCR burst must not cross a 4 KiB boundary
+ARCACHE_NORMAL = 0b0011  # normal non-cacheable bufferable: lets the interconnect merge/split
+
+
+def cmd_layout(addr_width: int, len_width: int) -> data.StructLayout:
+    """Payload of :attr:`AxiReader.cmd`: byte address (beat-aligned) and beat count."""
+    return data.StructLayout({"addr": addr_width, "beats": len_width})
+
+
+class AxiReader(wiring.Component):
+    """Streams ``cmd.beats`` beats from byte address ``cmd.addr`` out of ``data``, in address order.
+
+    ``cmd`` is accepted only while idle on the issue side (``cmd.ready`` = no command being issued):
+    the next command is taken the cycle after the previous one's last AR was loaded, so its beats may
+    still be in flight. The low ``log2(data_width // 8)`` address bits are ignored; ``beats == 0``
+    is accepted and does nothing.
+
+    ``error`` is sticky: set by any R beat with RRESP SLVERR/DECERR (that beat is still delivered, so
+    the stream always completes), cleared by ``error_clear`` (a new error in the same cycle wins).
+    ``busy``: a command is being issued, or beats are requested, in flight or buffered.
+    """
+
+    def __init__(self, *, addr_width: int = 40, data_width: int = 128, len_width: int = 24,
+                 max_burst: int = 128, fifo_depth: int = 512, max_outstanding: int = 8):
+        if not 12 <= addr_width <= 64:
+            raise ValueError(f"addr_width {addr_width} must be in 12..64")
+        if not 8 <= data_width <= 1024 or data_width & (data_width - 1):
+            raise ValueError(f"data_width {data_width} must be a power of two in 8..1024")
+        if not 1 <= len_width <= 64:
+            raise ValueError(f"len_width {len_width} must be in 1..64")
+        if not 1 <= max_burst <= 256:
+            raise ValueError(f"max_burst {max_burst} must be in 1..256 (AXI4 INCR limit)")
+        # SyncFIFOBuffered(depth=2) refuses a write while moving its one entry to the output
+        # register, which would break "credit => room"; from depth 4 its w_rdy is exactly level < depth.
+        if fifo_depth < max(4, max_burst) or fifo_depth & (fifo_depth - 1):
+            raise ValueError(f"fifo_depth {fifo_depth} must be a power of two >= max(4, max_burst "
+                             f"{max_burst})")
+        if max_outstanding < 1:
+            raise ValueError(f"max_outstanding {max_outstanding} must be >= 1")
+        self.addr_width, self.data_width, self.len_width = addr_width, data_width, len_width
+        self.max_burst, self.fifo_depth, self.max_outstanding = max_burst, fifo_depth, max_outstanding
+        self.beat_shift = exact_log2(data_width // 8)  # = arsize
+        super().__init__({
+            "cmd": In(stream.Signature(cmd_layout(addr_width, len_width))),
+            "data": Out(stream.Signature(data_width)),
+            "axi": Out(AxiReadSignature(addr_width, data_width)),
+            "error": Out(1),
+            "error_clear": In(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        axi, shift = self.axi, self.beat_shift
+        page_bits = exact_log2(PAGE_BYTES) - shift  # beats per 4 KiB page, as a power of two
+
+        # Issue side: next beat address (in beats) and beats left to request.
+        active = Signal()
+        beat_addr = Signal(self.addr_width - shift)
+        remaining = Signal(self.len_width)
+        m.d.comb += self.cmd.ready.eq(~active)
+        with m.If(self.cmd.valid & ~active):
+            m.d.sync += [
+                beat_addr.eq(self.cmd.payload.addr[shift:]),
+                remaining.eq(self.cmd.payload.beats),
+                active.eq(self.cmd.payload.beats != 0),
+            ]
+
+        # Burst length = min(remaining, max_burst, beats to the next 4 KiB boundary).
+        page_left = Signal(page_bits + 1)
+        m.d.comb += page_left.eq((1 << page_bits) - beat_addr[:page_bits])
+        limit = Signal(range(self.max_burst + 1))
+        m.d.comb += limit.eq(Mux(page_left < self.max_burst, page_left, self.max_burst))
+        burst = Signal(range(self.max_burst + 1))
+        m.d.comb += burst.eq(Mux(remaining < limit, remaining, limit))
+
+        # Credits: beats requested and not yet consumed; bursts whose last beat has not arrived.
+        reserved = Signal(range(self.fifo_depth + 1))
+        outstanding = Signal(range(self.max_outstanding + 1))
+        pop = self.data.valid & self.data.ready
+        r_beat = axi.rvalid & axi.rready
+        r_done = r_beat & axi.rlast
+
+        # The AR register reloads when empty or being accepted, so AR can issue every cycle.
+        issue = Signal()
+        m.d.comb += issue.eq(active & (~axi.arvalid | axi.arready)
+                             & (reserved + burst <= self.fifo_depth)
+                             & (outstanding < self.max_outstanding))
+        with m.If(issue):
+            m.d.sync += [
+                axi.arvalid.eq(1),
+                axi.araddr.eq(Cat(Const(0, shift), beat_addr)),
+                axi.arlen.eq(burst - 1),
+                beat_addr.eq(beat_addr + burst),
+                remaining.eq(remaining - burst),
+                active.eq(remaining != burst),
+            ]
+        with m.Elif(axi.arready):
+            m.d.sync += axi.arvalid.eq(0)
+        m.d.comb += [
+            axi.arsize.eq(shift),
+            axi.arburst.eq(BURST_INCR),
+            axi.arcache.eq(ARCACHE_NORMAL),
+            axi.arprot.eq(0),
+            axi.arid.eq(0),
+        ]
+        m.d.sync += [
+            reserved.eq(reserved + Mux(issue, burst, 0) - pop),
+            outstanding.eq(outstanding + issue - r_done),
+        ]
+
+        # R side: credits guarantee room, so w_rdy (= rready) stays high; it is only a safety net.
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.data_width, depth=self.fifo_depth)
+        m.d.comb += [
+            fifo.w_data.eq(axi.rdata),
+            fifo.w_en.eq(axi.rvalid),
+            axi.rready.eq(fifo.w_rdy),
+            self.data.payload.eq(fifo.r_data),
+            self.data.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.data.ready),
+        ]
+        with m.If(r_beat & axi.rresp[1]):  # SLVERR (0b10) or DECERR (0b11)
+            m.d.sync += self.error.eq(1)
+        with m.Elif(self.error_clear):
+            m.d.sync += self.error.eq(0)
+
+        m.d.comb += self.busy.eq(active | (reserved != 0))
+        return m

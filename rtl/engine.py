@@ -1,0 +1,144 @@
+"""The ternary matmul engine: ``Y = W . X`` for ``batch`` int8 vectors, W streamed once per pass.
+
+``ports`` :class:`EnginePort` s run in parallel, each with its own AXI4 read master on its own packed
+region of W (quant/layout.py: row group g belongs to port g mod ports), so the engine consumes
+``ports`` beats (``ports x 128`` bits on the KV260) per cycle. Activations live on chip (each port holds
+a copy). Per pass the host:
+
+1. writes the activations through ``act`` (vector ``b``, column chunk, ``5 * bytes_per_lane`` int8),
+2. sets ``base`` (address of the tensor's packed section), ``port_stride`` (bytes between port
+   regions), ``n_rows``, ``k_chunks`` (beats per row group), ``n_groups`` (row groups per port),
+   ``w_scale`` (the tensor's pf) and ``x_scale[b]`` (each vector's pf),
+3. pulses ``start``; ``busy`` rises, FX rows stream out of ``out`` (any row order, all vectors of a
+   row together), and ``done`` is set when the last row has left. ``error`` reports an AXI read error
+   (SLVERR/DECERR) seen during the pass; the pass still completes.
+
+Every output equals ``sim/golden/matvec.py`` bit for bit (docs/numerics.md, "Linear layers").
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import AxiReadSignature
+from .params import EngineParams
+from .port import EnginePort, act_layout, out_layout
+from .scale import PF_LAYOUT, ScaleCombine
+
+SCALE_LATENCY = 2
+
+
+class MatmulEngine(wiring.Component):
+    def __init__(self, params: EngineParams | None = None):
+        self.p = p = params or EngineParams()
+        groups_max = -(-p.max_n // (p.lanes * p.ports))
+        members = {f"axi{i}": Out(AxiReadSignature(p.addr_width, 8 * p.beat_bytes)) for i in range(p.ports)}
+        members.update({
+            "act": In(stream.Signature(act_layout(p), always_ready=True)),
+            "out": Out(stream.Signature(out_layout(p))),
+            "start": In(1),
+            "base": In(p.addr_width),
+            "port_stride": In(p.addr_width),
+            "n_rows": In(range(p.max_n + 1)),
+            "k_chunks": In(range(p.max_chunks + 1)),
+            "n_groups": In(range(groups_max + 1)),
+            "w_scale": In(PF_LAYOUT),
+            "x_scale": In(data.ArrayLayout(PF_LAYOUT, p.batch)),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+        })
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        ports = [EnginePort(p, i) for i in range(p.ports)]
+        m.submodules.scale = scale = ScaleCombine(p.batch, _max_shift(p))
+        m.d.comb += [scale.w.eq(self.w_scale), scale.x.eq(self.x_scale)]
+
+        # start: wait for the scale products, then start every port with its region address
+        pending = Signal(range(SCALE_LATENCY + 2))
+        go = Signal()
+        with m.If(self.start):
+            m.d.sync += [pending.eq(SCALE_LATENCY + 1), self.done.eq(0)]
+        with m.Elif(pending != 0):
+            m.d.sync += pending.eq(pending - 1)
+        m.d.comb += go.eq(pending == 1)
+        running = Signal()
+        with m.If(go):
+            m.d.sync += running.eq(1)
+
+        outs = []
+        errors = []
+        busies = []
+        for i, port in enumerate(ports):
+            m.submodules[f"port{i}"] = port
+            wiring.connect(m, wiring.flipped(getattr(self, f"axi{i}")), port.axi)
+            m.d.comb += [
+                port.start.eq(go), port.k_chunks.eq(self.k_chunks), port.n_groups.eq(self.n_groups),
+                port.n_rows.eq(self.n_rows), port.m.eq(scale.m), port.shift.eq(scale.shift),
+                port.act.payload.eq(self.act.payload), port.act.valid.eq(self.act.valid),
+            ]
+            base = Signal(p.addr_width, name=f"base{i}")
+            m.d.sync += base.eq(self.base + self.port_stride * i)
+            m.d.comb += port.base.eq(base)
+            outs.append(port.out)
+            errors.append(port.error)
+            busies.append(port.busy)
+
+        # round-robin merge of the port outputs into one registered stream
+        turn = Signal(range(p.ports))
+        pick = Signal(range(p.ports))
+        any_valid = Signal()
+        for k in reversed(range(p.ports)):  # lowest rotated index wins
+            idx = Signal(range(p.ports), name=f"rr{k}")
+            m.d.comb += idx.eq(_mod_add(turn, k, p.ports))
+            with m.If(_valid_at(outs, idx)):
+                m.d.comb += [pick.eq(idx), any_valid.eq(1)]
+        take = Signal()
+        m.d.comb += take.eq(any_valid & (~self.out.valid | self.out.ready))
+        for i, o in enumerate(outs):
+            m.d.comb += o.ready.eq(take & (pick == i))
+        with m.If(take):
+            m.d.sync += [self.out.valid.eq(1), turn.eq(_mod_add(pick, 1, p.ports))]
+            with m.Switch(pick):
+                for i, o in enumerate(outs):
+                    with m.Case(i):
+                        m.d.sync += self.out.payload.eq(o.payload)
+        with m.Elif(self.out.ready):
+            m.d.sync += self.out.valid.eq(0)
+
+        ports_busy = Signal()
+        m.d.comb += ports_busy.eq(_any(busies))
+        m.d.comb += self.busy.eq((pending != 0) | running | self.out.valid)
+        with m.If(running & ~go & ~ports_busy & ~self.out.valid):
+            m.d.sync += [running.eq(0), self.done.eq(1)]
+        m.d.comb += self.error.eq(_any(errors))
+        return m
+
+
+def _max_shift(p: EngineParams) -> int:
+    """The requantizer's largest useful right shift (its product width + 1)."""
+    return p.acc_width + 17 + 1
+
+
+def _any(sigs):
+    out = 0
+    for s in sigs:
+        out = out | s
+    return out
+
+
+def _valid_at(outs, idx):
+    v = 0
+    for i, o in enumerate(outs):
+        v = v | (o.valid & (idx == i))
+    return v
+
+
+def _mod_add(x, k: int, n: int):
+    """``(x + k) mod n`` for a signal ``x < n`` and a constant ``0 <= k < n``."""
+    s = x + k
+    return Mux(s >= n, s - n, s)

@@ -1,0 +1,1 @@
+"""Bus and memory models for the Amaranth simulator (cocotb models live in sim/cocotb/)."""
