@@ -15,6 +15,8 @@ COMMANDS = {
     "eval": "evaluate",
     "generate": "generate",
     "synth": "synth",
+    "rtl": "rtl",
+    "estimate": "estimate",
 }
 
 

@@ -1,6 +1,7 @@
 """Prompt handling and the prefill/decode loop, the same for every backend."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -10,6 +11,7 @@ from ternfpga.quant.errors import TernError
 from .backend import Backend
 from .sampling import Sampler
 
+_INT = re.compile(r"[+-]?[0-9]+")
 CHATML = "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
 LLAMA3 = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>"
           "<|start_header_id|>assistant<|end_header_id|>\n\n")
@@ -17,17 +19,23 @@ LLAMA3 = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}
 
 def parse_prompt_ids(text: str, vocab: int) -> list[int]:
     """``"1,2,3"`` -> [1, 2, 3], every id checked against the vocabulary."""
-    try:
-        ids = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
-    except ValueError:
-        raise TernError(f"--prompt-ids {text!r} is not a comma-separated list of integers",
-                        "write it like --prompt-ids 1,2,3") from None
-    if not ids:
+    parts = [t.strip() for t in text.split(",")]
+    if not any(parts):
         raise TernError("--prompt-ids is empty", "give at least one token id")
-    bad = [i for i in ids if not 0 <= i < vocab]
-    if bad:
-        raise TernError(f"token id {bad[0]} in --prompt-ids is outside the vocabulary", f"use ids in 0..{vocab - 1}")
-    return ids
+    bad = next((t for t in parts if not _INT.fullmatch(t)), None)
+    if bad is not None:
+        what = "an empty item" if bad == "" else f"{_clip(bad)!r} is not an integer"
+        raise TernError(f"--prompt-ids {_clip(text)!r} is not a comma-separated list of integers ({what})",
+                        "write it like --prompt-ids 1,2,3")
+    for t in parts:  # digit count first: int() of a huge string is slow (and refused past 4300 digits)
+        if len(t.lstrip("+-")) > 18 or not 0 <= int(t) < vocab:
+            raise TernError(f"token id {_clip(t)} in --prompt-ids is outside the vocabulary",
+                            f"use ids in 0..{vocab - 1}")
+    return [int(t) for t in parts]
+
+
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def encode_prompt(tokenizer, text: str, chat: bool) -> list[int]:
@@ -61,6 +69,13 @@ class TextStream:
         if text.endswith("\ufffd"):
             return ""
         new = text[len(self.shown):] if text.startswith(self.shown) else text
+        self.shown = text
+        return new
+
+    def flush(self) -> str:
+        """At the end: whatever was held back (an unfinished UTF-8 sequence shows as U+FFFD)."""
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=False) if self.ids else ""
+        new = text[len(self.shown):] if text.startswith(self.shown) else ""
         self.shown = text
         return new
 

@@ -25,6 +25,8 @@ class SamplingOptions:
                             f"use 1..{head_k} (the image's head shortlist; re-quantize with a larger --head-k for more)")
         if self.top_p is not None and not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
             raise TernError(f"--top-p {self.top_p} is out of range", "use a number in (0, 1]")
+        if self.seed is not None and self.seed < 0:
+            raise TernError(f"--seed {self.seed} is negative", "use an integer >= 0")
 
 
 class Sampler:
@@ -40,8 +42,10 @@ class Sampler:
             return int(cand.ids[0])
         logits = cand.logits
         n = len(logits) if o.top_k is None else min(o.top_k, len(logits))
-        z = logits[:n] / o.temperature
-        p = np.exp(z - z.max())
+        # shift before dividing: a tiny temperature sends the gaps to -inf (p = 0), never inf - inf = NaN
+        with np.errstate(over="ignore", under="ignore"):
+            z = (logits[:n] - logits[:n].max()) / o.temperature
+            p = np.exp(z)
         p /= p.sum()
         if o.top_p is not None and o.top_p < 1:
             keep = int(np.searchsorted(np.cumsum(p), o.top_p) + 1)

@@ -65,6 +65,22 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _read_text(p: Path) -> str:
+    """A small UTF-8 file's text; FileNotFoundError passes through, other failures become TernError."""
+    if p.is_dir():
+        raise TernError(f"'{p}' is a directory, not a file", "the checkpoint is damaged: restore the file from the original")
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except PermissionError:
+        raise TernError(f"cannot read '{p}': permission denied", "check the file's permissions") from None
+    except OSError as e:
+        raise TernError(f"cannot read '{p}' ({e.strerror or e.__class__.__name__})", "check the file") from None
+    except UnicodeDecodeError:
+        raise TernError(f"'{p}' is not UTF-8 text", "the checkpoint is damaged: restore the file from the original") from None
+
+
 class Checkpoint:
     """An opened HF checkpoint directory. Use :meth:`open`."""
 
@@ -89,11 +105,9 @@ class Checkpoint:
             raise TernError(f"checkpoint path '{path}' is not a directory", hint)
         cfg_path = path / "config.json"
         try:
-            raw_config = json.loads(cfg_path.read_text())
+            raw_config = json.loads(_read_text(cfg_path))
         except FileNotFoundError:
             raise TernError(f"no config.json in '{path}'", hint) from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise TernError(f"cannot read '{cfg_path}': {e.__class__.__name__}", "check the file's permissions") from None
         except json.JSONDecodeError as e:
             raise TernError(f"config.json in '{path}' is not valid JSON (line {e.lineno})",
                             "restore it from the original checkpoint") from None
@@ -102,11 +116,9 @@ class Checkpoint:
         index = cls._read_index(path, hint)
         tok_path = path / "tokenizer.json"
         try:
-            tokenizer_json = tok_path.read_text()
+            tokenizer_json = _read_text(tok_path)
         except FileNotFoundError:
             raise TernError(f"no tokenizer.json in '{path}'", hint) from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise TernError(f"cannot read '{tok_path}': {e.__class__.__name__}", "check the file") from None
         ckpt = cls(path, raw_config, index, tokenizer_json)
         ckpt._check_tokenizer()
         ckpt.validate()
@@ -120,9 +132,14 @@ class Checkpoint:
             files = [single]
         elif idx_path.exists():
             try:
-                weight_map = json.loads(idx_path.read_text())["weight_map"]
-            except (OSError, ValueError, KeyError, TypeError):
-                raise TernError(f"'{idx_path}' is unreadable or has no weight_map",
+                weight_map = json.loads(_read_text(idx_path))["weight_map"]
+                if not isinstance(weight_map, dict) or not weight_map \
+                        or not all(isinstance(f, str) and f for f in weight_map.values()):
+                    raise ValueError
+            except FileNotFoundError:  # raced away
+                raise TernError(f"'{idx_path}' disappeared while reading it", "try again") from None
+            except (ValueError, KeyError, TypeError):
+                raise TernError(f"'{idx_path}' is not valid JSON with a weight_map of tensor name -> shard file",
                                 "restore it from the original checkpoint") from None
             files = sorted({path / f for f in weight_map.values()})
         else:
@@ -131,12 +148,15 @@ class Checkpoint:
         for f in files:
             if not f.exists():
                 raise TernError(f"shard '{f.name}' named by the index is missing", "download every shard of the checkpoint")
+            if not f.is_file():
+                raise TernError(f"'{f}' is not a file", "the checkpoint is damaged: download it again")
             try:
                 with safe_open(str(f), framework="pt") as h:
                     for name in h.keys():
                         index[name] = f
             except (SafetensorError, OSError, ValueError) as e:
-                raise TernError(f"'{f.name}' is not a readable safetensors file ({str(e).splitlines()[0][:120]})",
+                why = (str(e).splitlines() or [e.__class__.__name__])[0][:120]
+                raise TernError(f"'{f.name}' is not a readable safetensors file ({why})",
                                 "the file is truncated or corrupt: download it again") from None
         return index
 

@@ -5,6 +5,7 @@ BitNet b1.58 variants of Llama (sub-norms before o_proj and down_proj, SiLU or R
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from .errors import TernError
@@ -82,9 +83,14 @@ class ModelConfig:
         ``sub_norms`` says whether the checkpoint has BitNet sub-norms; ``has_lm_head`` whether it stores
         ``lm_head.weight`` (decides tying when config.json does not say).
         """
+        fix = "use the config.json that came with the checkpoint"
         archs = cfg.get("architectures") or []
+        if isinstance(archs, str):  # a bare class name instead of a one-element list
+            archs = [archs]
+        if not isinstance(archs, list):
+            raise TernError(f"config.json 'architectures' is {archs!r}, not a list of class names", fix)
         arch = archs[0] if archs else None
-        if arch not in SUPPORTED_ARCHITECTURES:
+        if not isinstance(arch, str) or arch not in SUPPORTED_ARCHITECTURES:
             raise TernError(
                 f"unsupported architecture {arch!r}",
                 f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}",
@@ -92,22 +98,48 @@ class ModelConfig:
         family = SUPPORTED_ARCHITECTURES[arch]
 
         def need(key: str):
-            if key not in cfg:
-                raise TernError(f"config.json lacks {key!r}", "use the config.json that came with the checkpoint")
+            if key not in cfg or cfg[key] is None:
+                raise TernError(f"config.json lacks {key!r}", fix)
             return cfg[key]
 
-        hidden = int(need("hidden_size"))
-        heads = int(need("num_attention_heads"))
-        kv_heads = int(cfg.get("num_key_value_heads") or heads)
-        head_dim = int(cfg.get("head_dim") or hidden // heads)
-        act_name = str(cfg.get("hidden_act", "silu"))
-        if act_name not in SUPPORTED_ACTIVATIONS:
+        def whole(key: str, v, minimum: int = 1) -> int:
+            """A config integer (JSON ints, or floats with an integral value), at least ``minimum``."""
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()) \
+                    or v < minimum:
+                raise TernError(f"config.json {key!r} is {v!r}, not an integer >= {minimum}", fix)
+            return int(v)
+
+        def positive(key: str, default: int | None = None) -> int:
+            v = cfg.get(key) if default is not None else need(key)
+            return whole(key, default if v is None else v)
+
+        def real(key: str, v, zero_ok: bool = False) -> float:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
+                    or (v == 0 and not zero_ok):
+                what = "non-negative" if zero_ok else "positive"
+                raise TernError(f"config.json {key!r} is {v!r}, not a {what} number", fix)
+            return float(v)
+
+        hidden = positive("hidden_size")
+        heads = positive("num_attention_heads")
+        kv_heads = whole("num_key_value_heads", cfg.get("num_key_value_heads") or heads)  # null/0 = no GQA
+        head_dim = cfg.get("head_dim")
+        head_dim = hidden // heads if not head_dim else whole("head_dim", head_dim)  # HF: null/0 = derive
+        if head_dim < 1:
+            raise TernError(f"config.json 'hidden_size' {hidden} is smaller than 'num_attention_heads' {heads}", fix)
+        act_name = cfg.get("hidden_act", "silu")
+        if not isinstance(act_name, str) or act_name not in SUPPORTED_ACTIVATIONS:
             raise TernError(f"unsupported activation {act_name!r}", "supported: silu, relu2")
         rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+        if not isinstance(rope, dict):
+            raise TernError(f"config.json RoPE parameters are {rope!r}, not an object", fix)
         rope_type = rope.get("rope_type", rope.get("type", "default"))
         if rope_type not in (None, "default"):
             raise TernError(f"unsupported RoPE scaling {rope_type!r}", "only plain RoPE (rope_type 'default') is supported")
-        theta = cfg.get("rope_theta", rope.get("rope_theta", 10000.0))
+        theta = cfg.get("rope_theta")
+        theta = real("rope_theta", rope.get("rope_theta", 10000.0) if theta is None else theta)
+        eps = cfg.get("rms_norm_eps")
+        eps = real("rms_norm_eps", 1e-6 if eps is None else eps, zero_ok=True)
         if family != "qwen2" and (cfg.get("attention_bias") or cfg.get("mlp_bias")):
             raise TernError("attention_bias/mlp_bias on a Llama-family model is not supported",
                             "use a checkpoint without linear biases")
@@ -121,28 +153,33 @@ class ModelConfig:
             v = cfg.get(key)
             if isinstance(v, list):
                 v = v[0] if v else None
-            return None if v is None else int(v)
+            return None if v is None else whole(key, v, minimum=0)
 
         tied = cfg.get("tie_word_embeddings")
         if tied is None:
             tied = not has_lm_head if has_lm_head is not None else False
+        ffn = positive("intermediate_size")
+        layers = positive("num_hidden_layers")
+        vocab = positive("vocab_size")
+        max_position = positive("max_position_embeddings", default=2048)
+        bos_id, eos_id = token_id("bos_token_id"), token_id("eos_token_id")
         return cls(
             architecture=arch,
             family=family,
             hidden=hidden,
-            ffn=int(need("intermediate_size")),
-            layers=int(need("num_hidden_layers")),
+            ffn=ffn,
+            layers=layers,
             heads=heads,
             kv_heads=kv_heads,
             head_dim=head_dim,
-            vocab=int(need("vocab_size")),
-            rope_theta=float(theta),
-            eps=float(cfg.get("rms_norm_eps", 1e-6)),
+            vocab=vocab,
+            rope_theta=theta,
+            eps=eps,
             tied=bool(tied),
             act=SUPPORTED_ACTIVATIONS[act_name],
             qkv_bias=family == "qwen2",
             sub_norms=bool(sub_norms),
-            max_position=int(cfg.get("max_position_embeddings", 2048)),
-            bos_id=token_id("bos_token_id"),
-            eos_id=token_id("eos_token_id"),
+            max_position=max_position,
+            bos_id=bos_id,
+            eos_id=eos_id,
         )

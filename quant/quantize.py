@@ -117,7 +117,9 @@ def quantize_checkpoint(ckpt_dir: str | Path, out_path: str | Path, opts: Quanti
     numerics = numerics_header()
     layers: list[dict] = []
     trit_shapes: list[tuple[int, int]] = []
-    bar = tqdm(total=cfg.layers + 2, desc="quantize", unit="step", file=sys.stderr, disable=not opts.progress,
+    bar = tqdm(total=cfg.layers + 2, desc="quantize", unit="step", file=sys.stderr,
+               # None: tqdm turns itself off when stderr is not a terminal (logs, pipes stay clean)
+               disable=None if opts.progress else True,
                leave=False)
     try:
         with torch.inference_mode(), ImageWriter(out, cfg, layout, numerics, quant) as w:

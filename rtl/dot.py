@@ -15,7 +15,7 @@ docs/dot-product.md compares the two by Yosys LUTs per ternary MAC.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, C, Module, Signal, signed
+from amaranth.hdl import Array, C, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,6 +34,61 @@ def _tree_sum(m: Module, terms: list, width: int):
             nxt.append(terms[-1])
         terms = nxt
     return terms[0]
+
+
+class TreeLane(wiring.Component):
+    """One lane of the ``tree`` kind: ``partial[b] = sum_i t_i * x[b, i]``, registered (latency 1).
+    ``x``/``nx`` are the (shared) activations and their negations."""
+
+    def __init__(self, tpl: int, batch: int, width: int):
+        self.tpl, self.batch, self.width = tpl, batch, width
+        super().__init__({
+            "codes": In(data.ArrayLayout(2, tpl)),
+            "x": In(data.ArrayLayout(signed(9), batch * tpl)),
+            "nx": In(data.ArrayLayout(signed(9), batch * tpl)),
+            "partial": Out(data.ArrayLayout(signed(width), batch)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for b in range(self.batch):
+            terms = []
+            for i in range(self.tpl):
+                t = Signal(signed(9), name=f"t{b}_{i}")
+                nz, neg = self.codes[i][0], self.codes[i][1]
+                with m.If(nz):
+                    m.d.comb += t.eq(Mux(neg, self.nx[b * self.tpl + i], self.x[b * self.tpl + i]))
+                terms.append(t)
+            m.d.sync += self.partial[b].eq(_tree_sum(m, terms, self.width))
+        return m
+
+
+class LutLane(wiring.Component):
+    """One lane of the ``lut`` kind: per byte, ``t3[b, j][lo_j] + t2[b, j][hi_j]``, summed over the
+    lane's bytes, registered (latency 1). The tables are shared by all lanes."""
+
+    def __init__(self, bpl: int, batch: int, width: int):
+        self.bpl, self.batch, self.width = bpl, batch, width
+        super().__init__({
+            "lo": In(data.ArrayLayout(5, bpl)),
+            "hi": In(data.ArrayLayout(4, bpl)),
+            "t3": In(data.ArrayLayout(data.ArrayLayout(signed(11), 27), batch * bpl)),
+            "t2": In(data.ArrayLayout(data.ArrayLayout(signed(10), 9), batch * bpl)),
+            "partial": Out(data.ArrayLayout(signed(width), batch)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for b in range(self.batch):
+            terms = []
+            for j in range(self.bpl):
+                s = Signal(signed(self.width), name=f"s{b}_{j}")
+                t3 = self.t3[b * self.bpl + j]
+                t2 = self.t2[b * self.bpl + j]
+                m.d.comb += s.eq(t3[self.lo[j]] + t2[self.hi[j]])
+                terms.append(s)
+            m.d.sync += self.partial[b].eq(_tree_sum(m, terms, self.width))
+        return m
 
 
 class DotArray(wiring.Component):
@@ -77,74 +132,50 @@ class DotArray(wiring.Component):
 
     def _tree(self, m: Module):
         tpl, B, W = self.tpl, self.batch, self.partial_width
-        # stage 1: trit codes per lane, x and -x per vector
-        codes = []
+        # stage 1: trit codes per lane; x and -x per vector (shared by every lane)
+        xs = Signal(data.ArrayLayout(signed(9), B * tpl))
+        nxs = Signal(data.ArrayLayout(signed(9), B * tpl))
+        for i in range(B * tpl):
+            m.d.sync += [xs[i].eq(self.x[i]), nxs[i].eq(-self.x[i])]
         for lane in range(self.lanes):
-            lane_codes = []
+            m.submodules[f"lane{lane}"] = unit = TreeLane(tpl, B, W)
+            k = 0
             for j in range(self.bpl):
                 for code in decode_byte(m, self._byte(lane, j)):
-                    r = Signal(2)
-                    m.d.sync += r.eq(code.as_value())
-                    lane_codes.append(r)
-            codes.append(lane_codes)
-        xs, nxs = [], []
-        for i in range(B * tpl):
-            x = Signal(signed(9))
-            nx = Signal(signed(9))
-            m.d.sync += [x.eq(self.x[i]), nx.eq(-self.x[i])]
-            xs.append(x)
-            nxs.append(nx)
-        # stage 2: select and add
-        for lane in range(self.lanes):
+                    m.d.sync += unit.codes[k].eq(code.as_value())
+                    k += 1
+            m.d.comb += [unit.x.eq(xs), unit.nx.eq(nxs)]
+            # stage 2 (inside the lane): select and add
             for b in range(B):
-                terms = []
-                for i in range(tpl):
-                    t = Signal(signed(9))
-                    nz, neg = codes[lane][i][0], codes[lane][i][1]
-                    with m.If(nz):
-                        m.d.comb += t.eq(Array([xs[b * tpl + i], nxs[b * tpl + i]])[neg])
-                    terms.append(t)
-                m.d.sync += self.partial[lane * B + b].eq(_tree_sum(m, terms, W))
+                m.d.comb += self.partial[lane * B + b].eq(unit.partial[b])
 
     def _lut(self, m: Module):
         tpl, B, W = self.tpl, self.batch, self.partial_width
         lo_rom = Array(C(v % 27, 5) for v in range(256))
         hi_rom = Array(C(min(v // 27, 8), 4) for v in range(256))
-        # stage 1: per lane byte codes; per (vector, byte position) tables of signed sums
-        lo, hi = {}, {}
-        for lane in range(self.lanes):
-            for j in range(self.bpl):
-                a, h = Signal(5), Signal(4)
-                m.d.sync += [a.eq(lo_rom[self._byte(lane, j)]), h.eq(hi_rom[self._byte(lane, j)])]
-                lo[lane, j], hi[lane, j] = a, h
-        t3, t2 = {}, {}
+        # stage 1: per (vector, byte position) tables of signed sums, shared by every lane
+        t3 = Signal(data.ArrayLayout(data.ArrayLayout(signed(11), 27), B * self.bpl))
+        t2 = Signal(data.ArrayLayout(data.ArrayLayout(signed(10), 9), B * self.bpl))
         for b in range(B):
             for j in range(self.bpl):
                 x = [self.x[b * tpl + 5 * j + i] for i in range(5)]
                 pair = {}
                 for d1 in range(3):
                     for d2 in range(3):
-                        s = Signal(signed(10))
+                        s = Signal(signed(10), name=f"pair{b}_{j}_{d1}{d2}")
                         m.d.comb += s.eq((d1 - 1) * x[1] + (d2 - 1) * x[2])
                         pair[d1, d2] = s
-                entries3 = []
                 for c in range(27):
                     d0, d1, d2 = c % 3, c // 3 % 3, c // 9
-                    r = Signal(signed(11))
-                    m.d.sync += r.eq(pair[d1, d2] + (d0 - 1) * x[0])
-                    entries3.append(r)
-                entries2 = []
+                    m.d.sync += t3[b * self.bpl + j][c].eq(pair[d1, d2] + (d0 - 1) * x[0])
                 for c in range(9):
-                    r = Signal(signed(10))
-                    m.d.sync += r.eq((c % 3 - 1) * x[3] + (c // 3 - 1) * x[4])
-                    entries2.append(r)
-                t3[b, j], t2[b, j] = Array(entries3), Array(entries2)
-        # stage 2: two lookups per byte, summed over the lane's bytes
+                    m.d.sync += t2[b * self.bpl + j][c].eq((c % 3 - 1) * x[3] + (c // 3 - 1) * x[4])
         for lane in range(self.lanes):
+            m.submodules[f"lane{lane}"] = unit = LutLane(self.bpl, B, W)
+            for j in range(self.bpl):
+                byte = self._byte(lane, j)
+                m.d.sync += [unit.lo[j].eq(lo_rom[byte]), unit.hi[j].eq(hi_rom[byte])]
+            m.d.comb += [unit.t3.eq(t3), unit.t2.eq(t2)]
+            # stage 2 (inside the lane): two lookups per byte, summed
             for b in range(B):
-                terms = []
-                for j in range(self.bpl):
-                    p = Signal(signed(W))
-                    m.d.comb += p.eq(t3[b, j][lo[lane, j]] + t2[b, j][hi[lane, j]])
-                    terms.append(p)
-                m.d.sync += self.partial[lane * B + b].eq(_tree_sum(m, terms, W))
+                m.d.comb += self.partial[lane * B + b].eq(unit.partial[b])

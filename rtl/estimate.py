@@ -42,8 +42,14 @@ def synthesize(verilog_text: str, top: str, workdir: Path | None = None) -> dict
         wd.mkdir(parents=True, exist_ok=True)
         (wd / "design.v").write_text(verilog_text)
         script = (f"read_verilog design.v\n"
-                  # -dff: abc9 without it trips an internal assertion in this Yosys build
-                  f"synth_xilinx -family xcup -top {top} -noiopad -flatten -dff\n"
+                  f"hierarchy -top {top}\n"
+                  f"proc\n"
+                  # private wire names: ABC9's reintegration otherwise trips an assertion on a name
+                  # clash in this Yosys build
+                  f"rename -hide w:*\n"
+                  # per-module synthesis keeps every ABC9 network small (the wasm stack is finite)
+                  f"synth_xilinx -family xcup -top {top} -noiopad\n"
+                  f"flatten\n"
                   f"tee -o stat.txt stat -tech xilinx\n"
                   f"write_json netlist.json\n")
         (wd / "synth.ys").write_text(script)

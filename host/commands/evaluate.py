@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from ternfpga.quant.errors import TernError
+
 
 def register(sub, name: str):
     p = sub.add_parser(name, help="fidelity report: golden vs fake-quant float vs float",
@@ -16,6 +18,31 @@ def register(sub, name: str):
     return p
 
 
+SOURCE_ROWS = 256  # embedding rows compared by check_source
+SOURCE_MIN_COS = 0.9  # per-row int8 keeps cos ~0.9999; unrelated weights give ~0
+
+
+def check_source(image, ckpt) -> None:
+    """Refuse a checkpoint the image was not quantized from. Equal configs are not enough (a different
+    seed or fine-tune has the same shapes), so compare a sample of the embedding: the image holds it as
+    per-row int8 with positive per-row scales, so each int8 row points the way its float row does."""
+    import numpy as np
+
+    if image.config != ckpt.config:
+        return  # fidelity() names this mismatch
+    n = min(image.config.vocab, SOURCE_ROWS)
+    q = image.array("embed.int8")[:n].astype(np.float64)
+    w = ckpt.rows("model.embed_tokens.weight", 0, n).double().numpy()
+    nq, nw = np.linalg.norm(q, axis=1), np.linalg.norm(w, axis=1)
+    both_zero = (nq == 0) & (nw == 0)
+    den = np.where(nq * nw > 0, nq * nw, 1.0)
+    cos = np.where(both_zero, 1.0, (q * w).sum(1) / den)
+    if float(cos.mean()) < SOURCE_MIN_COS:
+        raise TernError(f"the image was not quantized from '{ckpt.path}' (same model config, but the embedding "
+                        f"weights differ: cosine {float(cos.mean()):.3f})",
+                        "pass the checkpoint the image was made from")
+
+
 def run(args) -> int:
     from ternfpga.quant.checkpoint import Checkpoint
     from ternfpga.quant.image import ModelImage
@@ -24,6 +51,7 @@ def run(args) -> int:
 
     image = ModelImage.open(args.model)
     ckpt = Checkpoint.open(args.checkpoint)
+    check_source(image, ckpt)
     rep = fidelity(image, ckpt, args.tokens)
     if args.json:
         print(json.dumps(rep))

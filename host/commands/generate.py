@@ -67,7 +67,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(dict(gen.to_dict(), text=text, backend=backend.name, model=str(args.model))))
     else:
-        sys.stdout.write("\n")
+        sys.stdout.write(stream.flush() + "\n")
         print(f"[{backend.name}] prefill {len(prompt_ids)} tokens in {gen.prefill_s * 1e3:.1f} ms; "
               f"decode {gen.decode_tokens} tokens at {gen.decode_tok_s:.1f} tok/s; stop: {gen.stop}",
               file=sys.stderr)

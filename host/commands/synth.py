@@ -1,6 +1,8 @@
 """``ternfpga synth``: write a small random Hugging Face checkpoint (demo, tests, benchmarks)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from ternfpga.quant.errors import TernError
 
 PRESETS = {
@@ -43,7 +45,15 @@ def run(args) -> int:
     from ternfpga.quant.synth import write_checkpoint
 
     spec = spec_for(args.preset, args.seed, args.dtype)
-    write_checkpoint(args.out, spec, progress=True)
+    for parent in Path(args.out).parents:
+        if parent.exists() and not parent.is_dir():
+            raise TernError(f"'{parent}' is a file, so '{args.out}' cannot be created", "choose another OUT_DIR")
+    try:
+        write_checkpoint(args.out, spec, progress=True)  # via a temp folder, removed on failure
+    except OSError as e:
+        where = f"'{e.filename}'" if e.filename else f"'{args.out}'"
+        raise TernError(f"cannot write the checkpoint: {where}: {e.strerror or e.__class__.__name__}",
+                        "choose an OUT_DIR in a writable folder") from None
     print(f"wrote a random {spec.family} checkpoint to {args.out}: hidden {spec.hidden}, ffn {spec.ffn}, "
           f"{spec.layers} layers, {spec.heads}/{spec.kv_heads} heads, vocab {spec.vocab}, {spec.dtype}, seed {spec.seed}")
     return 0
