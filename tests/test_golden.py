@@ -108,3 +108,21 @@ def test_context_and_vocab_limits(built):
         model.forward(list(range(129)), model.new_cache())
     with pytest.raises(TernError, match="outside the vocabulary"):
         model.forward([model.config.vocab], model.new_cache())
+
+
+def test_eval_command_reports_fidelity(built, capsys):
+    import json
+
+    from ternfpga.host.cli import main
+
+    ckpt, img = built["llama", "tensor"]
+    assert main(["eval", "--model", str(img), "--checkpoint", str(ckpt), "--tokens", "32", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["tokens"] == 32 and len(rep["layers"]) == MODELS["llama"].layers + 1
+    assert rep["golden_vs_fakequant"]["cosine_mean"] >= 0.99
+    for key in ("fakequant_vs_float", "golden_vs_float"):
+        assert set(rep[key]) == {"cosine_mean", "cosine_min", "top1_agree"}
+    assert 0 <= rep["float_top1_in_shortlist"] <= 1
+    assert main(["eval", "--model", str(img), "--checkpoint", str(ckpt), "--tokens", "16"]) == 0
+    text = capsys.readouterr().out
+    assert "golden_vs_fakequant" in text and "res cos golden/fq" in text and "headroom" in text
