@@ -100,6 +100,16 @@ class GoldenModel:
         tr.put(f"{name}.out", y)
         return y
 
+    def _project(self, x: np.ndarray, sub_norm: Norm | None, lin: Linear, name: str, in_name: str,
+                 tr: Trace) -> np.ndarray:
+        """o_proj / down_proj: quantize the FX input (after the BitNet sub-norm when there is one)."""
+        if sub_norm is not None:
+            x8, xs = self._norm_quant(x, sub_norm)
+        else:
+            x8, xs = quantize_absmax(x, FX_ONE_LSB)
+        tr.put(in_name, x8)
+        return self._linear(x8, xs, lin, name, tr)
+
     def _attention(self, i: int, L: Layer, h: np.ndarray, pos: np.ndarray, cache: KVCache, tr: Trace) -> np.ndarray:
         c = self.config
         T = h.shape[0]
@@ -130,12 +140,7 @@ class GoldenModel:
             tr.put(f"{p}.attn.probs", sub["probs"])
         o = o.reshape(T, c.q_dim)
         tr.put(f"{p}.attn.out", o)
-        if L.attn_sub_norm is not None:
-            o8, os_ = self._norm_quant(o, L.attn_sub_norm)
-        else:
-            o8, os_ = quantize_absmax(o, FX_ONE_LSB)
-        tr.put(f"{p}.o_in.q8", o8)
-        return self._linear(o8, os_, L.lin["o"], f"{p}.o", tr)
+        return self._project(o, L.attn_sub_norm, L.lin["o"], f"{p}.o", f"{p}.o_in.q8", tr)
 
     def _mlp(self, i: int, L: Layer, h: np.ndarray, tr: Trace) -> np.ndarray:
         p = f"layers.{i}"
@@ -145,12 +150,7 @@ class GoldenModel:
         u = self._linear(x8, xs, L.lin["up"], f"{p}.up", tr)
         a = gated_act(g, u, self.config.act)
         tr.put(f"{p}.act", a)
-        if L.mlp_sub_norm is not None:
-            a8, as_ = self._norm_quant(a, L.mlp_sub_norm)
-        else:
-            a8, as_ = quantize_absmax(a, FX_ONE_LSB)
-        tr.put(f"{p}.down_in.q8", a8)
-        return self._linear(a8, as_, L.lin["down"], f"{p}.down", tr)
+        return self._project(a, L.mlp_sub_norm, L.lin["down"], f"{p}.down", f"{p}.down_in.q8", tr)
 
     # -- the forward pass ----------------------------------------------------------------------
     def forward(self, tokens: Sequence[int], cache: KVCache, trace: Trace | None = None,
