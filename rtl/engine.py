@@ -35,7 +35,8 @@ class MatmulEngine(wiring.Component):
         groups_max = -(-p.max_n // (p.lanes * p.ports))
         members = {f"axi{i}": Out(AxiReadSignature(p.addr_width, 8 * p.beat_bytes)) for i in range(p.ports)}
         members.update({
-            "act": In(stream.Signature(act_layout(p), always_ready=True)),
+            # always accepted (ready is tied high); a plain stream so that it is a Verilog port
+            "act": In(stream.Signature(act_layout(p))),
             "out": Out(stream.Signature(out_layout(p))),
             "start": In(1),
             "base": In(p.addr_width),
@@ -70,6 +71,7 @@ class MatmulEngine(wiring.Component):
         with m.If(go):
             m.d.sync += running.eq(1)
 
+        m.d.comb += self.act.ready.eq(1)
         outs = []
         errors = []
         busies = []
