@@ -26,7 +26,7 @@ from .params import EngineParams
 from .port import EnginePort, act_layout, out_layout
 from .scale import PF_LAYOUT, ScaleCombine
 
-SCALE_LATENCY = 2
+SCALE_LATENCY = 3  # ScaleCombine's pipeline
 
 
 class MatmulEngine(wiring.Component):

@@ -163,6 +163,7 @@ class EnginePort(wiring.Component):
             with m.If(drain_lane == L - 1):
                 m.d.sync += [shadow_valid.eq(0), reserved.eq(0), groups_drained.eq(groups_drained + 1)]
 
-        m.d.comb += self.busy.eq(cmd_pending | running | v_r | (groups_drained != self.n_groups) |
+        # registered (it feeds the engine's done logic); start counts as busy so it never lags behind
+        m.d.sync += self.busy.eq(self.start | cmd_pending | running | v_r | (groups_drained != self.n_groups) |
                                  ~rq.idle | reader.busy)
         return m

@@ -108,7 +108,7 @@ def test_requant_and_scale_combine_match_golden():
             ctx.set(sc.w, {"m": int(ws.m[0]), "e": int(ws.e[0])})
             for b in range(B):
                 ctx.set(sc.x[b], {"m": int(xs.m[b]), "e": int(xs.e[b])})
-            await ctx.tick().repeat(3)
+            await ctx.tick().repeat(6)  # scale pipeline (3) + registered shift decode
             got, i = [], 0
             while len(got) < len(accs):
                 ctx.set(rq.out.ready, prng.random() < 0.7)

@@ -4,9 +4,10 @@
 that never cross a 4 KiB boundary, keeps up to ``max_outstanding`` of them in flight, and delivers
 the returned beats in address order through a BRAM FIFO.
 
-Credits: a burst is issued only when ``reserved + burst <= fifo_depth``, where ``reserved`` counts
-every beat requested (AR pending or accepted) and not yet taken by the consumer. So the FIFO always
-has room for every beat in flight, ``rready`` stays high and a slow consumer never stalls the bus.
+Credits: a burst is issued only when ``reserved <= fifo_depth - max_burst`` (checked one cycle
+ahead, from a register), where ``reserved`` counts every beat requested (AR pending or accepted) and
+not yet taken by the consumer. So the FIFO always has room for every beat in flight, ``rready``
+stays high and a slow consumer never stalls the bus.
 
 Timing (consumer always ready, no AR stalls): command handshake at edge N, first ``arvalid`` after
 edge N+1, then one AR per cycle while credits and the outstanding limit allow; an R beat accepted at
@@ -80,38 +81,42 @@ class AxiReader(wiring.Component):
         axi, shift = self.axi, self.beat_shift
         page_bits = exact_log2(PAGE_BYTES) - shift  # beats per 4 KiB page, as a power of two
 
-        # Issue side: next beat address (in beats) and beats left to request.
+        # Issue side: next beat address (in beats), beats left to request, beats to the next 4 KiB
+        # boundary -- all registered, so the burst length below is two compares from flip-flops.
         active = Signal()
         beat_addr = Signal(self.addr_width - shift)
         remaining = Signal(self.len_width)
+        page = 1 << page_bits
+        page_left = Signal(range(page + 1))
         m.d.comb += self.cmd.ready.eq(~active)
         with m.If(self.cmd.valid & ~active):
             m.d.sync += [
                 beat_addr.eq(self.cmd.payload.addr[shift:]),
                 remaining.eq(self.cmd.payload.beats),
+                page_left.eq(page - self.cmd.payload.addr[shift:shift + page_bits]),
                 active.eq(self.cmd.payload.beats != 0),
             ]
 
         # Burst length = min(remaining, max_burst, beats to the next 4 KiB boundary).
-        page_left = Signal(page_bits + 1)
-        m.d.comb += page_left.eq((1 << page_bits) - beat_addr[:page_bits])
         limit = Signal(range(self.max_burst + 1))
         m.d.comb += limit.eq(Mux(page_left < self.max_burst, page_left, self.max_burst))
         burst = Signal(range(self.max_burst + 1))
         m.d.comb += burst.eq(Mux(remaining < limit, remaining, limit))
 
         # Credits: beats requested and not yet consumed; bursts whose last beat has not arrived.
+        # Both checks are registered one cycle ahead and reserve a whole max_burst (conservative for
+        # a short final burst), which keeps the issue decision off the adder chains.
         reserved = Signal(range(self.fifo_depth + 1))
         outstanding = Signal(range(self.max_outstanding + 1))
+        credit_ok = Signal(init=1)
+        slot_ok = Signal(init=1)
         pop = self.data.valid & self.data.ready
         r_beat = axi.rvalid & axi.rready
         r_done = r_beat & axi.rlast
 
         # The AR register reloads when empty or being accepted, so AR can issue every cycle.
         issue = Signal()
-        m.d.comb += issue.eq(active & (~axi.arvalid | axi.arready)
-                             & (reserved + burst <= self.fifo_depth)
-                             & (outstanding < self.max_outstanding))
+        m.d.comb += issue.eq(active & (~axi.arvalid | axi.arready) & credit_ok & slot_ok)
         with m.If(issue):
             m.d.sync += [
                 axi.arvalid.eq(1),
@@ -119,6 +124,7 @@ class AxiReader(wiring.Component):
                 axi.arlen.eq(burst - 1),
                 beat_addr.eq(beat_addr + burst),
                 remaining.eq(remaining - burst),
+                page_left.eq(Mux(burst == page_left, page, page_left - burst)),
                 active.eq(remaining != burst),
             ]
         with m.Elif(axi.arready):
@@ -130,9 +136,15 @@ class AxiReader(wiring.Component):
             axi.arprot.eq(0),
             axi.arid.eq(0),
         ]
+        reserved_next = Signal(range(self.fifo_depth + self.max_burst + 1))
+        outstanding_next = Signal(range(self.max_outstanding + 2))
+        m.d.comb += [reserved_next.eq(reserved + Mux(issue, burst, 0) - pop),
+                     outstanding_next.eq(outstanding + issue - r_done)]
         m.d.sync += [
-            reserved.eq(reserved + Mux(issue, burst, 0) - pop),
-            outstanding.eq(outstanding + issue - r_done),
+            reserved.eq(reserved_next),
+            outstanding.eq(outstanding_next),
+            credit_ok.eq(reserved_next <= self.fifo_depth - self.max_burst),
+            slot_ok.eq(outstanding_next < self.max_outstanding),
         ]
 
         # R side: credits guarantee room, so w_rdy (= rready) stays high; it is only a safety net.
