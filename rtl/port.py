@@ -91,11 +91,11 @@ class EnginePort(wiring.Component):
         group = Signal(range(self.groups_max + 1))
         reserved = Signal()  # the drain buffer is promised to the group whose last beat was accepted
         groups_drained = Signal(range(self.groups_max + 1))
-        is_last = chunk == self.k_chunks - 1
+        is_last = Signal()  # chunk == k_chunks - 1, kept in a register (it gates the reader's ready)
         with m.If(self.start):
             m.d.sync += [beats_total.eq(self.k_chunks * self.n_groups), cmd_pending.eq(self.n_groups != 0),
                          running.eq(self.n_groups != 0), chunk.eq(0), group.eq(0), groups_drained.eq(0),
-                         reserved.eq(0)]
+                         reserved.eq(0), is_last.eq(self.k_chunks == 1)]
         m.d.comb += [reader.cmd.payload.addr.eq(self.base), reader.cmd.payload.beats.eq(beats_total),
                      reader.cmd.valid.eq(cmd_pending)]
         with m.If(reader.cmd.valid & reader.cmd.ready):
@@ -107,11 +107,11 @@ class EnginePort(wiring.Component):
                      rd.addr.eq(chunk), rd.en.eq(accept)]
         with m.If(accept):
             with m.If(is_last):
-                m.d.sync += [chunk.eq(0), group.eq(group + 1), reserved.eq(1)]
+                m.d.sync += [chunk.eq(0), group.eq(group + 1), reserved.eq(1), is_last.eq(self.k_chunks == 1)]
                 with m.If(group == self.n_groups - 1):
                     m.d.sync += running.eq(0)
             with m.Else():
-                m.d.sync += chunk.eq(chunk + 1)
+                m.d.sync += [chunk.eq(chunk + 1), is_last.eq(chunk == self.k_chunks - 2)]
 
         # -- compute: beat and activations (1 cycle later, from the memory) -> dot array (2 cycles) --
         beat_r = Signal(8 * p.beat_bytes)

@@ -10,7 +10,8 @@ not yet taken by the consumer. So the FIFO always has room for every beat in fli
 stays high and a slow consumer never stalls the bus.
 
 Timing (consumer always ready, no AR stalls): command handshake at edge N, first ``arvalid`` after
-edge N+1, then one AR per cycle while credits and the outstanding limit allow; an R beat accepted at
+edge N+2, then one AR every other cycle (every cycle when ``max_burst`` is 1) while credits and the
+outstanding limit allow; an R beat accepted at
 edge M is on ``data`` after edge M+2. It sustains one beat per cycle while the read latency (in
 cycles) stays below about ``fifo_depth - max_burst`` and ``max_outstanding * max_burst`` beats
 (defaults 512/128/8: up to ~380 cycles).
@@ -88,6 +89,7 @@ class AxiReader(wiring.Component):
         remaining = Signal(self.len_width)
         page = 1 << page_bits
         page_left = Signal(range(page + 1))
+        burst_ok = Signal()  # the registered burst length below is up to date
         m.d.comb += self.cmd.ready.eq(~active)
         with m.If(self.cmd.valid & ~active):
             m.d.sync += [
@@ -96,27 +98,37 @@ class AxiReader(wiring.Component):
                 page_left.eq(page - self.cmd.payload.addr[shift:shift + page_bits]),
                 active.eq(self.cmd.payload.beats != 0),
             ]
+            if self.max_burst > 1:
+                m.d.sync += burst_ok.eq(0)
 
-        # Burst length = min(remaining, max_burst, beats to the next 4 KiB boundary).
-        limit = Signal(range(self.max_burst + 1))
-        m.d.comb += limit.eq(Mux(page_left < self.max_burst, page_left, self.max_burst))
+        # Burst length = min(remaining, max_burst, beats to the next 4 KiB boundary), registered: it is
+        # worked out in the cycle after the state changes, so ARs go out at most every other cycle
+        # (every cycle when max_burst is 1 and there is nothing to work out) -- ample for bursts that
+        # each carry many beats, and it keeps the compare/subtract chains apart.
         burst = Signal(range(self.max_burst + 1))
-        m.d.comb += burst.eq(Mux(remaining < limit, remaining, limit))
+        if self.max_burst == 1:
+            m.d.comb += [burst.eq(1), burst_ok.eq(1)]
+        else:
+            limit = Mux(page_left < self.max_burst, page_left, self.max_burst)
+            with m.If(active & ~burst_ok):
+                m.d.sync += [burst.eq(Mux(remaining < limit, remaining, limit)), burst_ok.eq(1)]
 
         # Credits: beats requested and not yet consumed; bursts whose last beat has not arrived.
         # Both checks are registered one cycle ahead and reserve a whole max_burst (conservative for
-        # a short final burst), which keeps the issue decision off the adder chains.
+        # a short final burst); the consumer's pops are counted a cycle late (conservative too).
+        # This keeps the issue decision off the adder chains and the consumer's ready logic.
         reserved = Signal(range(self.fifo_depth + 1))
         outstanding = Signal(range(self.max_outstanding + 1))
         credit_ok = Signal(init=1)
         slot_ok = Signal(init=1)
-        pop = self.data.valid & self.data.ready
+        pop = Signal()
+        m.d.sync += pop.eq(self.data.valid & self.data.ready)
         r_beat = axi.rvalid & axi.rready
         r_done = r_beat & axi.rlast
 
-        # The AR register reloads when empty or being accepted, so AR can issue every cycle.
+        # The AR register reloads when empty or being accepted.
         issue = Signal()
-        m.d.comb += issue.eq(active & (~axi.arvalid | axi.arready) & credit_ok & slot_ok)
+        m.d.comb += issue.eq(active & burst_ok & (~axi.arvalid | axi.arready) & credit_ok & slot_ok)
         with m.If(issue):
             m.d.sync += [
                 axi.arvalid.eq(1),
@@ -127,6 +139,8 @@ class AxiReader(wiring.Component):
                 page_left.eq(Mux(burst == page_left, page, page_left - burst)),
                 active.eq(remaining != burst),
             ]
+            if self.max_burst > 1:
+                m.d.sync += burst_ok.eq(0)
         with m.Elif(axi.arready):
             m.d.sync += axi.arvalid.eq(0)
         m.d.comb += [
