@@ -93,7 +93,7 @@ def tool_env(extra: Mapping[str, str] | None = None) -> Iterator[None]:
 
 
 @contextmanager
-def _locked(build_dir: Path) -> Iterator[None]:
+def build_lock(build_dir: Path) -> Iterator[None]:
     # Two pytest processes building the same design must not interleave their makes.
     with open(build_dir / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -126,7 +126,7 @@ def run_cocotb(component, *, name: str, test_module: str, top_name: str | None =
     ensure_verilator()
     runner = get_runner("verilator")
     results = build_dir / "run" / f"{test_module.rsplit('.', 1)[-1]}.results.xml"
-    with tool_env(), _locked(build_dir):
+    with tool_env(), build_lock(build_dir):
         stamp = build_dir / _STAMP
         if always or not stamp.is_file() or not (build_dir / top_name).is_file():
             stamp.unlink(missing_ok=True)

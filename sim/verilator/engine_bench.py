@@ -15,7 +15,6 @@ that sets ``done``: the whole pass, including the first read's latency and the f
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -25,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,7 @@ import numpy as np
 from ternfpga.rtl.generate import engine_verilog
 from ternfpga.rtl.params import EngineParams
 from ternfpga.rtl.port import act_layout, out_layout
-from ternfpga.sim.cocotb.build import ensure_verilator
+from ternfpga.sim.cocotb.build import build_lock, ensure_verilator
 from ternfpga.sim.engine_io import plan_pass
 from ternfpga.sim.golden.matvec import matvec
 from ternfpga.sim.numerics import pf
@@ -118,16 +116,6 @@ def _build_env() -> dict[str, str]:
 
 
 # -- build -----------------------------------------------------------------------------------------
-@contextmanager
-def _locked(d: Path):
-    with open(d / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def build_engine_sim(params: EngineParams, *, root: Path = BUILD_ROOT, jobs: int | None = None,
                      opt: str = "O1") -> tuple[Path, float, bool]:
     """Compile the engine + harness; returns ``(executable, seconds spent, built_now)``.
@@ -145,7 +133,7 @@ def build_engine_sim(params: EngineParams, *, root: Path = BUILD_ROOT, jobs: int
     build_dir.mkdir(parents=True, exist_ok=True)
     exe = build_dir / "engine_sim"
     stamp = build_dir / ".built"
-    with _locked(build_dir):
+    with build_lock(build_dir):
         if stamp.is_file() and exe.is_file():
             return exe, time.perf_counter() - t0, False
         vfile = build_dir / f"{TOP}.v"
