@@ -45,6 +45,8 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/quantize_qwen05b.py
 	$(PY) benchmarks/golden_decode.py
+	$(PY) benchmarks/engine_beat_efficiency.py
+	$(PY) -m ternfpga.host.cli estimate
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache
