@@ -152,7 +152,7 @@ class DotArray(wiring.Component):
     def _lut(self, m: Module):
         tpl, B, W = self.tpl, self.batch, self.partial_width
         lo_rom = Array(C(v % 27, 5) for v in range(256))
-        hi_rom = Array(C(min(v // 27, 8), 4) for v in range(256))
+        hi_rom = Array(C(v // 27 % 9, 4) for v in range(256))  # base-3 digits, like the trit ROM
         # stage 1: per (vector, byte position) tables of signed sums, shared by every lane
         t3 = Signal(data.ArrayLayout(data.ArrayLayout(signed(11), 27), B * self.bpl))
         t2 = Signal(data.ArrayLayout(data.ArrayLayout(signed(10), 9), B * self.bpl))

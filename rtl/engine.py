@@ -9,9 +9,15 @@ a copy). Per pass the host:
 2. sets ``base`` (address of the tensor's packed section), ``port_stride`` (bytes between port
    regions), ``n_rows``, ``k_chunks`` (beats per row group), ``n_groups`` (row groups per port),
    ``w_scale`` (the tensor's pf) and ``x_scale[b]`` (each vector's pf),
-3. pulses ``start``; ``busy`` rises, FX rows stream out of ``out`` (any row order, all vectors of a
-   row together), and ``done`` is set when the last row has left. ``error`` reports an AXI read error
-   (SLVERR/DECERR) seen during the pass; the pass still completes.
+3. pulses ``start`` (ignored while ``busy``); every register above is latched then, so the host may
+   prepare the next pass at once. ``busy`` rises, FX rows stream out of ``out`` (any row order, all
+   vectors of a row together), and ``done`` is set when the last row has left. ``error`` (cleared by
+   ``start``) reports an AXI read error (SLVERR/DECERR) seen during the pass; the pass still completes.
+   ``act`` is not ready while ``busy``.
+
+Latency: about 9 cycles from ``start`` to the first read request, the memory latency, then one beat
+per port per cycle while row groups have at least ``lanes * ports`` beats (the output merge carries
+one row per cycle); the last 16 rows of each port drain after the last beat.
 
 Every output equals ``sim/golden/matvec.py`` bit for bit (docs/numerics.md, "Linear layers").
 """
@@ -30,6 +36,8 @@ SCALE_LATENCY = 3  # ScaleCombine's pipeline
 
 
 class MatmulEngine(wiring.Component):
+    """``ports`` weight streams, one output stream; see the module docstring for a pass."""
+
     def __init__(self, params: EngineParams | None = None):
         self.p = p = params or EngineParams()
         groups_max = -(-p.max_n // (p.lanes * p.ports))
@@ -57,13 +65,26 @@ class MatmulEngine(wiring.Component):
         p = self.p
         ports = [EnginePort(p, i) for i in range(p.ports)]
         m.submodules.scale = scale = ScaleCombine(p.batch, _max_shift(p))
-        m.d.comb += [scale.w.eq(self.w_scale), scale.x.eq(self.x_scale)]
+        # the pass registers are latched at start; start is ignored while busy
+        w_scale = Signal.like(self.w_scale)
+        x_scale = Signal.like(self.x_scale)
+        base = Signal.like(self.base)
+        stride = Signal.like(self.port_stride)
+        n_rows = Signal.like(self.n_rows)
+        k_chunks = Signal.like(self.k_chunks)
+        n_groups = Signal.like(self.n_groups)
+        accept_start = Signal()
+        m.d.comb += [accept_start.eq(self.start & ~self.busy), scale.w.eq(w_scale), scale.x.eq(x_scale)]
+        with m.If(accept_start):
+            m.d.sync += [w_scale.eq(self.w_scale), x_scale.eq(self.x_scale), base.eq(self.base),
+                         stride.eq(self.port_stride), n_rows.eq(self.n_rows), k_chunks.eq(self.k_chunks),
+                         n_groups.eq(self.n_groups)]
 
         # start: wait for the scale products, then start every port with its region address
-        pending = Signal(range(SCALE_LATENCY + 2))
+        pending = Signal(range(SCALE_LATENCY + 3))
         go = Signal()
-        with m.If(self.start):
-            m.d.sync += [pending.eq(SCALE_LATENCY + 1), self.done.eq(0)]
+        with m.If(accept_start):
+            m.d.sync += [pending.eq(SCALE_LATENCY + 2), self.done.eq(0)]
         with m.Elif(pending != 0):
             m.d.sync += pending.eq(pending - 1)
         m.d.comb += go.eq(pending == 1)
@@ -71,7 +92,7 @@ class MatmulEngine(wiring.Component):
         with m.If(go):
             m.d.sync += running.eq(1)
 
-        m.d.comb += self.act.ready.eq(1)
+        m.d.comb += self.act.ready.eq(~self.busy)  # activations only change between passes
         outs = []
         errors = []
         busies = []
@@ -79,13 +100,13 @@ class MatmulEngine(wiring.Component):
             m.submodules[f"port{i}"] = port
             wiring.connect(m, wiring.flipped(getattr(self, f"axi{i}")), port.axi)
             m.d.comb += [
-                port.start.eq(go), port.k_chunks.eq(self.k_chunks), port.n_groups.eq(self.n_groups),
-                port.n_rows.eq(self.n_rows), port.m.eq(scale.m), port.shift.eq(scale.shift),
+                port.start.eq(go), port.k_chunks.eq(k_chunks), port.n_groups.eq(n_groups),
+                port.n_rows.eq(n_rows), port.m.eq(scale.m), port.shift.eq(scale.shift),
                 port.act.payload.eq(self.act.payload), port.act.valid.eq(self.act.valid),
             ]
-            base = Signal(p.addr_width, name=f"base{i}")
-            m.d.sync += base.eq(self.base + self.port_stride * i)
-            m.d.comb += port.base.eq(base)
+            port_base = Signal(p.addr_width, name=f"base{i}")
+            m.d.sync += port_base.eq(base + stride * i)
+            m.d.comb += port.base.eq(port_base)
             outs.append(port.out)
             errors.append(port.error)
             busies.append(port.busy)
@@ -117,7 +138,11 @@ class MatmulEngine(wiring.Component):
         m.d.comb += self.busy.eq((pending != 0) | running | self.out.valid)
         with m.If(running & ~go & ~ports_busy & ~self.out.valid):
             m.d.sync += [running.eq(0), self.done.eq(1)]
-        m.d.comb += self.error.eq(_any(errors))
+        # sticky for the pass: cleared by start, set by any port's read error
+        with m.If(accept_start):
+            m.d.sync += self.error.eq(0)
+        with m.Elif(running & _any(errors)):
+            m.d.sync += self.error.eq(1)
         return m
 
 

@@ -8,7 +8,8 @@ dot products into ``lanes x batch`` accumulators, and after the group's last bea
 drain that feeds the requantizer one row (all vectors) per cycle while the next group accumulates.
 
 Throughput: one beat per cycle, unless a group's last beat arrives while the previous group is still
-draining (a group needs ``k_chunks >= lanes`` beats to hide its drain). Latency from a beat to its
+draining: a group needs ``k_chunks >= lanes + 4`` beats to hide its drain (and the engine's one-row-per-
+cycle merge needs ``k_chunks >= lanes * ports`` when every port runs). Latency from a beat to its
 accumulation: 4 cycles (activation read, decode, dot, accumulate).
 """
 from __future__ import annotations
@@ -37,10 +38,10 @@ def out_layout(p: EngineParams) -> data.StructLayout:
 class EnginePort(wiring.Component):
     """Port ``index`` of an engine with parameters ``params``.
 
-    Inputs are sampled when ``start`` is pulsed and must stay put while ``busy``:
-    ``base`` (byte address of this port's region), ``k_chunks`` (beats per row group), ``n_groups`` (row
-    groups of this port), ``n_rows`` (rows of the matrix; padding rows are not emitted), ``m`` and
-    ``shift`` (per-vector requantization, from :class:`ScaleCombine`).
+    Latched when ``start`` is pulsed: ``base`` (byte address of this port's region), ``k_chunks`` (beats
+    per row group; 0 makes an empty pass), ``n_groups`` (row groups of this port), ``n_rows`` (rows of the
+    matrix; padding rows are not emitted). ``m`` and ``shift`` (per-vector requantization, from
+    :class:`ScaleCombine`) must stay put while ``busy``.
     ``act``: activation writes (no back-pressure; write before ``start``).
     ``out``: requantized rows. ``error``: an AXI read error happened in this pass.
     """
@@ -69,10 +70,16 @@ class EnginePort(wiring.Component):
         m = Module()
         p = self.p
         B, L, tpl = p.batch, p.lanes, p.trits_per_lane
-        beats_total = Signal(24)
+        len_width = (p.max_chunks * self.groups_max).bit_length()
+        beats_total = Signal(len_width)
+        # the pass registers, latched at start (the host may prepare the next pass meanwhile)
+        k_chunks = Signal.like(self.k_chunks)
+        n_groups = Signal.like(self.n_groups)
+        n_rows = Signal.like(self.n_rows)
 
         m.submodules.reader = reader = AxiReader(addr_width=p.addr_width, data_width=8 * p.beat_bytes,
-                                                 len_width=24, max_burst=p.max_burst, fifo_depth=p.fifo_depth)
+                                                 len_width=len_width, max_burst=p.max_burst,
+                                                 fifo_depth=p.fifo_depth)
         wiring.connect(m, wiring.flipped(self.axi), reader.axi)
         m.d.comb += [self.error.eq(reader.error), reader.error_clear.eq(self.start)]
 
@@ -92,11 +99,16 @@ class EnginePort(wiring.Component):
         reserved = Signal()  # the drain buffer is promised to the group whose last beat was accepted
         groups_drained = Signal(range(self.groups_max + 1))
         is_last = Signal()  # chunk == k_chunks - 1, kept in a register (it gates the reader's ready)
+        work = (self.n_groups != 0) & (self.k_chunks != 0)  # k_chunks == 0 or n_groups == 0: empty pass
         with m.If(self.start):
-            m.d.sync += [beats_total.eq(self.k_chunks * self.n_groups), cmd_pending.eq(self.n_groups != 0),
-                         running.eq(self.n_groups != 0), chunk.eq(0), group.eq(0), groups_drained.eq(0),
-                         reserved.eq(0), is_last.eq(self.k_chunks == 1)]
-        m.d.comb += [reader.cmd.payload.addr.eq(self.base), reader.cmd.payload.beats.eq(beats_total),
+            m.d.sync += [beats_total.eq(self.k_chunks * self.n_groups), cmd_pending.eq(work), running.eq(work),
+                         chunk.eq(0), group.eq(0), groups_drained.eq(0), reserved.eq(0),
+                         is_last.eq(self.k_chunks == 1), k_chunks.eq(self.k_chunks),
+                         n_groups.eq(Mux(work, self.n_groups, 0)), n_rows.eq(self.n_rows)]
+        base = Signal.like(self.base)
+        with m.If(self.start):
+            m.d.sync += base.eq(self.base)
+        m.d.comb += [reader.cmd.payload.addr.eq(base), reader.cmd.payload.beats.eq(beats_total),
                      reader.cmd.valid.eq(cmd_pending)]
         with m.If(reader.cmd.valid & reader.cmd.ready):
             m.d.sync += cmd_pending.eq(0)
@@ -107,11 +119,11 @@ class EnginePort(wiring.Component):
                      rd.addr.eq(chunk), rd.en.eq(accept)]
         with m.If(accept):
             with m.If(is_last):
-                m.d.sync += [chunk.eq(0), group.eq(group + 1), reserved.eq(1), is_last.eq(self.k_chunks == 1)]
-                with m.If(group == self.n_groups - 1):
+                m.d.sync += [chunk.eq(0), group.eq(group + 1), reserved.eq(1), is_last.eq(k_chunks == 1)]
+                with m.If(group == n_groups - 1):
                     m.d.sync += running.eq(0)
             with m.Else():
-                m.d.sync += [chunk.eq(chunk + 1), is_last.eq(chunk == self.k_chunks - 2)]
+                m.d.sync += [chunk.eq(chunk + 1), is_last.eq(chunk == k_chunks - 2)]
 
         # -- compute: beat and activations (1 cycle later, from the memory) -> dot array (2 cycles) --
         beat_r = Signal(8 * p.beat_bytes)
@@ -151,7 +163,7 @@ class EnginePort(wiring.Component):
         wiring.connect(m, rq.out, wiring.flipped(self.out))
         row = Signal(range(p.max_n + L * p.ports))
         m.d.comb += row.eq((shadow_group * p.ports + self.index) * L + drain_lane)
-        real = row < self.n_rows
+        real = row < n_rows
         m.d.comb += [rq.inp.payload.row.eq(row), rq.inp.valid.eq(shadow_valid & real)]
         for b in range(B):
             m.d.comb += rq.inp.payload.acc[b].eq(shadow[b])
@@ -164,6 +176,6 @@ class EnginePort(wiring.Component):
                 m.d.sync += [shadow_valid.eq(0), reserved.eq(0), groups_drained.eq(groups_drained + 1)]
 
         # registered (it feeds the engine's done logic); start counts as busy so it never lags behind
-        m.d.sync += self.busy.eq(self.start | cmd_pending | running | v_r | (groups_drained != self.n_groups) |
+        m.d.sync += self.busy.eq(self.start | cmd_pending | running | v_r | (groups_drained != n_groups) |
                                  ~rq.idle | reader.busy)
         return m

@@ -18,6 +18,8 @@ LATENCY = 5
 
 
 class Requant(wiring.Component):
+    """``batch`` accumulators of one row in, their Q15.16 values out (see the module docstring)."""
+
     def __init__(self, *, batch: int, acc_width: int, row_width: int):
         if batch < 1 or acc_width < 2 or row_width < 1:
             raise ValueError("batch >= 1, acc_width >= 2, row_width >= 1")
@@ -63,7 +65,7 @@ class Requant(wiring.Component):
                          lsh.eq(Mux(sh < 0, (-sh).as_unsigned()[:6], 0)),
                          half.eq(Mux(sh > 0, C(1, PW + 1) << (sh - 1).as_unsigned()[:7], 0))]
             prod = Signal(signed(PW), name=f"prod{b}")
-            rnd = Signal(signed(PW + 1), name=f"rnd{b}")
+            rnd = Signal(signed(PW + 2), name=f"rnd{b}")  # + the half 2**PW at the largest shift
             coarse = Signal(signed(PW + 34), name=f"coarse{b}")
             fine = Signal(signed(PW + 34), name=f"fine{b}")
             with m.If(advance):

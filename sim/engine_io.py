@@ -25,6 +25,11 @@ class Pass:
 def plan_pass(p: EngineParams, n: int, k: int, base: int, x8: np.ndarray, w_scale: PF, x_scale: PF) -> Pass:
     """Register values for ``Y = W . X`` with W [n, k] packed by ``p.layout`` at ``base``; x8 [batch, k]."""
     p.check_matrix(n, k)
+    x8 = np.asarray(x8)
+    if x8.ndim != 2 or not 1 <= x8.shape[0] <= p.batch or x8.shape[1] != k:
+        raise ValueError(f"x8 must be [1..{p.batch}, {k}], not {list(x8.shape)}")
+    if np.asarray(x_scale.m).size != x8.shape[0]:
+        raise ValueError("x_scale needs one scale per activation vector")
     lay = p.layout
     rows_pad, cols_pad = lay.padded(n, k)
     tpl = p.trits_per_lane

@@ -95,8 +95,9 @@ def test_requant_and_scale_combine_match_golden():
     top.d.comb += [rq.m.eq(sc.m), rq.shift.eq(sc.shift)]
     rng = np.random.default_rng(1)
     cases = []
-    for w in (0.0213, 1e-4, 3.7, 1e6, 0.0):  # 1e6 forces left shifts and saturation
-        xv = rng.choice([1e-3, 0.05, 3.0, 1e4, 1e-9, 0.0, 1.0], B)
+    # 1e6 forces left shifts and saturation; 1e-6 (with tiny x) the largest right shift
+    for w in (0.0213, 1e-4, 3.7, 1e6, 0.0, 1e-6):
+        xv = rng.choice([1e-3, 0.05, 3.0, 1e4, 1e-9, 0.0, 1.0], B) if w != 1e-6 else np.array([1e-7, 1e-9, 0.02])
         accs = rng.integers(-(2**20), 2**20, (30, B))
         accs[0], accs[1] = 2**20 - 1, -(2**20)
         cases.append((pf.from_float(np.array([w])), pf.from_float(xv), accs))

@@ -48,8 +48,10 @@ class AxiReadMemory:
     async def r_process(self, ctx):
         axi = self.axi
         index = 0
+        offered = False  # AXI: once rvalid is high it stays high, with the same beat, until accepted
         while True:
-            if not (self.bursts and self.bursts[0][2] <= self.now and self.rng.random() >= self.r_gap):
+            if not offered and not (self.bursts and self.bursts[0][2] <= self.now
+                                    and self.rng.random() >= self.r_gap):
                 ctx.set(axi.rvalid, 0)
                 await ctx.tick()
                 continue
@@ -60,6 +62,7 @@ class AxiReadMemory:
             ctx.set(axi.rresp, RESP_SLVERR if a in self.error_addrs else RESP_OKAY)
             ctx.set(axi.rvalid, 1)
             _, _, ready = await ctx.tick().sample(axi.rready)
+            offered = not ready
             if ready:
                 self.beats_served += 1
                 index += 1
