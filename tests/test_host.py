@@ -285,3 +285,17 @@ def test_text_stream_holds_back_then_flushes(tokenizer):
     assert [stream.push(i) for i in ids[1:-1]] == [""] * (len(ids) - 2)  # incomplete: nothing yet
     assert stream.flush().startswith("\ufffd")  # the end of a stream shows what is left
     assert stream.flush() == ""
+
+
+def test_stop_token_ends_generation_and_is_not_returned(image, tokenizer):
+    prompt = tokenizer.encode("The field", add_special_tokens=False).ids
+    greedy = golden_greedy(image, prompt, 4)
+    backend = open_backend("ref", image)
+    shown = []
+    stop = greedy[-1]
+    gen = generate(backend, prompt, 4, Sampler(SamplingOptions(), backend.head_k), stop_ids=(stop,),
+                   on_token=shown.append)
+    assert gen.stop == "eos" and gen.ids == greedy[:greedy.index(stop)] == shown
+    backend.reset()
+    gen = generate(backend, prompt, 4, Sampler(SamplingOptions(), backend.head_k), stop_ids=())
+    assert gen.ids == greedy and gen.stop == "length"
