@@ -49,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as e:  # disk full, a file too large, an unreadable path met mid-way
+        where = f" '{e.filename}'" if e.filename else ""
+        print(f"error: input/output failed{where}: {e.strerror or e}; check the path, its permissions and the "
+              f"free disk space", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

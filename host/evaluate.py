@@ -64,7 +64,7 @@ def fidelity(image, ckpt, n_tokens: int = 64, ids: list[int] | None = None) -> d
     g_logits = res.full_logits / (1 << FX_FRAC)
     g_res = [trace["embed"]] + [trace[f"layers.{i}.residual"] for i in range(image.config.layers)]
     g_res = [r / (1 << FX_FRAC) for r in g_res]
-    with torch.no_grad():
+    with torch.no_grad():  # one float model in memory at a time
         fq = FloatModel(ckpt, mode="fakequant", scale=image.header["quant"]["scale"]).forward(ids)
         fl = FloatModel(ckpt, mode="float").forward(ids)
     fq_logits, fl_logits = fq.logits.double().numpy(), fl.logits.double().numpy()

@@ -13,6 +13,7 @@ from .sampling import Sampler
 
 _INT = re.compile(r"[+-]?[0-9]+")
 CHATML = "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>")  # ChatML, Llama 3
 LLAMA3 = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>"
           "<|start_header_id|>assistant<|end_header_id|>\n\n")
 
@@ -36,6 +37,12 @@ def parse_prompt_ids(text: str, vocab: int) -> list[int]:
 
 def _clip(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def chat_stop_ids(tokenizer) -> tuple[int, ...]:
+    """The end-of-turn token ids of the chat templates this tokenizer has."""
+    vocab = tokenizer.get_vocab()
+    return tuple(vocab[t] for t in END_OF_TURN if t in vocab)
 
 
 def encode_prompt(tokenizer, text: str, chat: bool) -> list[int]:
@@ -106,20 +113,21 @@ def generate(backend: Backend, prompt_ids: Sequence[int], n: int, sampler: Sampl
         raise TernError(f"-n {n} is negative", "ask for 0 or more tokens")
     prompt_ids = list(prompt_ids)
     if len(prompt_ids) > backend.max_ctx - backend.position:
-        raise TernError(f"the prompt has {len(prompt_ids)} tokens, more than the max context "
-                        f"{backend.max_ctx - backend.position}", "shorten the prompt or re-quantize with a larger --max-ctx")
+        raise TernError(f"the prompt has {len(prompt_ids)} tokens, more than the {backend.max_ctx - backend.position} "
+                        f"left in the context (max {backend.max_ctx})",
+                        "shorten the prompt or re-quantize with a larger --max-ctx")
     gen = Generation(prompt_ids)
     t0 = time.perf_counter()
     cand = backend.prefill(prompt_ids)
     gen.prefill_s = time.perf_counter() - t0
     for i in range(n):
         token = sampler.choose(cand)
+        if token in stop_ids:  # the stop token ends the text; it is neither shown nor returned
+            gen.stop = "eos"
+            break
         gen.ids.append(token)
         if on_token:
             on_token(token)
-        if token in stop_ids:
-            gen.stop = "eos"
-            break
         if i == n - 1:
             break
         if backend.position >= backend.max_ctx:

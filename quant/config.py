@@ -39,6 +39,7 @@ class ModelConfig:
     max_position: int
     bos_id: int | None = None
     eos_id: int | None = None
+    eos_ids: tuple[int, ...] = ()  # every end-of-sequence id (Llama 3 lists several)
 
     @property
     def q_dim(self) -> int:
@@ -71,10 +72,13 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         names = {f.name for f in fields(cls)}
-        missing = names - set(d) - {"bos_id", "eos_id"}
+        missing = names - set(d) - {"bos_id", "eos_id", "eos_ids"}
         if missing:
             raise TernError(f"model config lacks {sorted(missing)}", "re-create the image with `ternfpga quantize`")
-        return cls(**{k: v for k, v in d.items() if k in names})
+        kw = {k: v for k, v in d.items() if k in names}
+        if "eos_ids" in kw:
+            kw["eos_ids"] = tuple(kw["eos_ids"])  # JSON has lists
+        return cls(**kw)
 
     @classmethod
     def from_hf(cls, cfg: dict, sub_norms: bool = False, has_lm_head: bool | None = None) -> "ModelConfig":
@@ -113,11 +117,9 @@ class ModelConfig:
             v = cfg.get(key) if default is not None else need(key)
             return whole(key, default if v is None else v)
 
-        def real(key: str, v, zero_ok: bool = False) -> float:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
-                    or (v == 0 and not zero_ok):
-                what = "non-negative" if zero_ok else "positive"
-                raise TernError(f"config.json {key!r} is {v!r}, not a {what} number", fix)
+        def real(key: str, v) -> float:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise TernError(f"config.json {key!r} is {v!r}, not a positive number", fix)
             return float(v)
 
         hidden = positive("hidden_size")
@@ -139,7 +141,8 @@ class ModelConfig:
         theta = cfg.get("rope_theta")
         theta = real("rope_theta", rope.get("rope_theta", 10000.0) if theta is None else theta)
         eps = cfg.get("rms_norm_eps")
-        eps = real("rms_norm_eps", 1e-6 if eps is None else eps, zero_ok=True)
+        # > 0: the fixed-point RMSNorm of an all-zero vector relies on it (docs/numerics.md)
+        eps = real("rms_norm_eps", 1e-6 if eps is None else eps)
         if family != "qwen2" and (cfg.get("attention_bias") or cfg.get("mlp_bias")):
             raise TernError("attention_bias/mlp_bias on a Llama-family model is not supported",
                             "use a checkpoint without linear biases")
@@ -149,11 +152,10 @@ class ModelConfig:
         if head_dim % 2:
             raise TernError(f"head_dim {head_dim} is odd", "RoPE needs an even head_dim")
 
-        def token_id(key: str) -> int | None:
+        def token_ids(key: str) -> tuple[int, ...]:
             v = cfg.get(key)
-            if isinstance(v, list):
-                v = v[0] if v else None
-            return None if v is None else whole(key, v, minimum=0)
+            vs = v if isinstance(v, list) else [] if v is None else [v]
+            return tuple(whole(key, x, minimum=0) for x in vs)
 
         tied = cfg.get("tie_word_embeddings")
         if tied is None:
@@ -162,7 +164,7 @@ class ModelConfig:
         layers = positive("num_hidden_layers")
         vocab = positive("vocab_size")
         max_position = positive("max_position_embeddings", default=2048)
-        bos_id, eos_id = token_id("bos_token_id"), token_id("eos_token_id")
+        bos_ids, eos_ids = token_ids("bos_token_id"), token_ids("eos_token_id")
         return cls(
             architecture=arch,
             family=family,
@@ -180,6 +182,7 @@ class ModelConfig:
             qkv_bias=family == "qwen2",
             sub_norms=bool(sub_norms),
             max_position=max_position,
-            bos_id=bos_id,
-            eos_id=eos_id,
+            bos_id=bos_ids[0] if bos_ids else None,
+            eos_id=eos_ids[0] if eos_ids else None,
+            eos_ids=eos_ids,
         )

@@ -48,7 +48,8 @@ def _check_options(opts: QuantizeOptions, cfg: ModelConfig) -> int:
     if opts.scale not in SCALE_MODES:
         raise TernError(f"unknown scale mode {opts.scale!r}", f"use one of {', '.join(SCALE_MODES)}")
     if not 1 <= opts.head_k <= cfg.vocab:
-        raise TernError(f"head_k {opts.head_k} is outside 1..{cfg.vocab} (the vocabulary size)", "choose a smaller --head-k")
+        raise TernError(f"head_k {opts.head_k} is outside 1..{cfg.vocab} (the vocabulary size)",
+                        f"choose a --head-k in 1..{cfg.vocab}")
     max_ctx = min(cfg.max_position, DEFAULT_MAX_CTX) if opts.max_ctx is None else opts.max_ctx
     if not 1 <= max_ctx <= cfg.max_position:
         raise TernError(f"max_ctx {max_ctx} is outside 1..{cfg.max_position} (max_position_embeddings)",

@@ -268,20 +268,24 @@ def _split(sizes: list[int], n: int) -> list[list[int]]:
     return groups
 
 
+MARKER = ".ternfpga-synth"  # only folders carrying it are ever replaced
+
+
 def _prepare_target(out_dir: Path) -> None:
     if out_dir.exists():
         if not out_dir.is_dir():
             raise TernError(f"'{out_dir}' exists and is not a directory", "pick another output path")
-        if any(out_dir.iterdir()) and not (out_dir / "config.json").exists():
-            raise TernError(f"'{out_dir}' is a non-empty directory that is not a checkpoint",
-                            "pick an empty or new output path")
+        if any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
+            raise TernError(f"'{out_dir}' is a non-empty directory that this tool did not write",
+                            "pick an empty or new output path (a real checkpoint is never overwritten)")
 
 
 def write_checkpoint(out_dir: str | Path, spec: SynthSpec, progress: bool = False) -> Path:
     """Write the checkpoint described by ``spec`` to ``out_dir``; returns ``out_dir``.
 
     Everything goes to a temporary folder beside ``out_dir`` that is renamed at the end, so a crash never
-    leaves a half-written checkpoint. An existing checkpoint at ``out_dir`` is replaced. Tensors are
+    leaves a half-written checkpoint. An existing folder at ``out_dir`` is replaced only if this function
+    wrote it (it carries a marker file); anything else that is not empty is refused. Tensors are
     generated one at a time and only one shard's worth is held (in the stored dtype) before it is saved.
     """
     spec.check()
@@ -301,10 +305,15 @@ def write_checkpoint(out_dir: str | Path, spec: SynthSpec, progress: bool = Fals
              "model_max_length": spec.max_position}, indent=2) + "\n")
         (tmp / "config.json").write_text(json.dumps(_hf_config(spec, eot_id), indent=2) + "\n")
         _write_weights(tmp, spec, progress)
+        (tmp / MARKER).write_text("written by ternfpga synth; random weights\n")
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
             out_dir.rename(old)
-            tmp.rename(out_dir)
+            try:
+                tmp.rename(out_dir)
+            except BaseException:
+                old.rename(out_dir)  # put the previous folder back
+                raise
             shutil.rmtree(old)
         else:
             tmp.rename(out_dir)

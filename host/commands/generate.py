@@ -32,7 +32,7 @@ def run(args) -> int:
     from ternfpga.quant.image import ModelImage
 
     from ..backend import open_backend
-    from ..generate import TextStream, encode_prompt, generate, parse_prompt_ids
+    from ..generate import TextStream, chat_stop_ids, encode_prompt, generate, parse_prompt_ids
     from ..sampling import Sampler, SamplingOptions
 
     if args.chat and args.prompt is None:
@@ -54,7 +54,7 @@ def run(args) -> int:
                         "shorten the prompt or re-quantize with a larger --max-ctx")
     backend = open_backend(args.backend, image)
     sampler = Sampler(opts, backend.head_k)
-    stop = () if args.ignore_eos or cfg.eos_id is None else (cfg.eos_id,)
+    stop = () if args.ignore_eos else tuple(cfg.eos_ids) + (chat_stop_ids(tokenizer) if args.chat else ())
     stream = TextStream(tokenizer)
 
     def show(token: int) -> None:

@@ -47,25 +47,20 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     return cand[np.lexsort((cand, -scores[cand]))]
 
 
-def ternary_scores(trits_f32: np.ndarray, x8: np.ndarray) -> np.ndarray:
-    """t = trits . x8 for x8 [T, hidden]: float32 is exact here since |t| <= 127 * hidden < 2**24."""
-    return (x8.astype(np.float32) @ trits_f32.T).astype(np.int64)
-
-
 def rescore(head8: np.ndarray, head8_scale: PF, rows: np.ndarray, x8: np.ndarray, x_scale: PF) -> np.ndarray:
     """FX logits of ``rows`` for one token: int8 dot products, then one pf requantization per row."""
     dots = head8[rows].astype(np.int64) @ x8.astype(np.int64)
     return requant(dots, pf.mul(head8_scale.take(rows), x_scale))
 
 
-def select(trits_f32: np.ndarray, head8: np.ndarray, head8_scale: PF, x8: np.ndarray, x_scale: PF,
-           k: int) -> tuple[Candidates, np.ndarray]:
-    """The head for one token (x8 [hidden], x_scale 0-d pf). Returns (candidates, ternary scores)."""
-    t = ternary_scores(trits_f32, x8[None, :])[0]
-    rows = top_k_indices(t, k)
+def shortlist(scores: np.ndarray, head8: np.ndarray, head8_scale: PF, x8: np.ndarray, x_scale: PF,
+              k: int) -> Candidates:
+    """The head for one token from its ternary scores (``ternary_acc`` of the ternary head): the top-K
+    rows rescored from the int8 copy, ordered by (logit descending, id ascending)."""
+    rows = top_k_indices(scores, k)
     logits = rescore(head8, head8_scale, rows, x8, x_scale)
     order = np.lexsort((rows, -logits))
-    return Candidates(rows[order], logits[order]), t
+    return Candidates(rows[order], logits[order])
 
 
 def full_logits(head8: np.ndarray, head8_scale: PF, x8: np.ndarray, x_scale: PF) -> np.ndarray:

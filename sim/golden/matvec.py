@@ -18,9 +18,13 @@ def ternary_acc(w: np.ndarray, x8: np.ndarray) -> np.ndarray:
     return (np.asarray(x8).astype(np.float32) @ wf.T).astype(np.int64)
 
 
-def matvec(w: np.ndarray, x8: np.ndarray, w_scale: PF, x_scale: PF) -> np.ndarray:
-    """FX outputs [B, N]. ``w_scale`` has shape [1] (per tensor) or [N]; ``x_scale`` shape [B]."""
-    acc = ternary_acc(w, x8)
+def requant_rows(acc: np.ndarray, w_scale: PF, x_scale: PF) -> np.ndarray:
+    """FX outputs [B, N] of sums [B, N]: scale ``S_w[r] * S_x[b]``; ``w_scale`` [1] or [N], ``x_scale`` [B]."""
     s = pf.mul(PF(np.asarray(w_scale.m)[None, :], np.asarray(w_scale.e)[None, :]),
                PF(np.asarray(x_scale.m)[:, None], np.asarray(x_scale.e)[:, None]))
     return requant(acc, s)
+
+
+def matvec(w: np.ndarray, x8: np.ndarray, w_scale: PF, x_scale: PF) -> np.ndarray:
+    """FX outputs [B, N]. ``w_scale`` has shape [1] (per tensor) or [N]; ``x_scale`` shape [B]."""
+    return requant_rows(ternary_acc(w, x8), w_scale, x_scale)

@@ -15,14 +15,13 @@ import numpy as np
 
 from ternfpga.quant.errors import TernError
 
-from ..numerics import pf
 from ..numerics.fixed import gated_act, norm_quant, quantize_absmax, requant, rope, sat32
 from ..numerics.pf import PF
 from ..numerics.spec import FX_ONE_LSB
 from . import head as headmod
 from .attention import attend
 from .head import Candidates
-from .matvec import ternary_acc
+from .matvec import requant_rows, ternary_acc
 from .weights import GoldenWeights, Layer, Linear, Norm
 
 
@@ -93,7 +92,7 @@ class GoldenModel:
     @staticmethod
     def _linear(x8: np.ndarray, xs: PF, lin: Linear, name: str, tr: Trace) -> np.ndarray:
         acc = ternary_acc(lin.w, x8)
-        y = requant(acc, pf.mul(PF(lin.scale.m[None, :], lin.scale.e[None, :]), PF(xs.m[:, None], xs.e[:, None])))
+        y = requant_rows(acc, lin.scale, xs)  # the engine's matvec (sim/golden/matvec.py)
         if lin.bias is not None:
             y = sat32(y + lin.bias[None, :])
         tr.put(f"{name}.acc", acc)
@@ -182,12 +181,11 @@ class GoldenModel:
         x8, xs = self._norm_quant(h, self.w.final_norm)
         tr.put("final.q8", x8)
         tr.put("final.scale", xs)
-        rows = range(T) if all_positions else [T - 1]
+        rows = list(range(T)) if all_positions else [T - 1]
+        scores = ternary_acc(self.w.head_trits, x8[rows])  # one ternary matvec for every row asked for
         per_token = []
-        for t in rows:
-            cand, scores = headmod.select(self.w.head_trits, self.w.head8, self.w.head8_scale, x8[t],
-                                          xs.take(t), self.w.head_k)
-            per_token.append(cand)
-            tr.put(f"head.{t}.scores", scores)
+        for t, s in zip(rows, scores):
+            per_token.append(headmod.shortlist(s, self.w.head8, self.w.head8_scale, x8[t], xs.take(t), self.w.head_k))
+            tr.put(f"head.{t}.scores", s)
         full = headmod.full_logits(self.w.head8, self.w.head8_scale, x8, xs) if full_logits else None
         return StepResult(per_token[-1], per_token if all_positions else [], full)

@@ -61,9 +61,11 @@ class GoldenWeights:
             raise TernError(f"image uses numerics version {numerics.get('version')}, this golden model "
                             f"implements version {NUMERICS_VERSION}", "re-create the image with this version's `ternfpga quantize`")
         cfg = self.config = img.config
-        quant = img.header["quant"]
-        self.head_k = int(quant["head_k"])
-        self.max_ctx = int(quant["max_ctx"])
+        try:
+            self.head_k = int(img.header["quant"]["head_k"])
+            self.max_ctx = int(img.header["quant"]["max_ctx"])
+        except (KeyError, TypeError, ValueError):
+            raise TernError("the image's header lacks head_k/max_ctx", "re-create the image with `ternfpga quantize`") from None
         self.eps = pf.from_float(cfg.eps)
         self.embed8 = img.array("embed.int8")
         self.embed_scale = img.pf("embed.scale")
