@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 from .axi import AxiReadSignature
 from .params import EngineParams
 from .port import EnginePort, act_layout, out_layout
+from .requant import max_shift
 from .scale import PF_LAYOUT, ScaleCombine
 
 SCALE_LATENCY = 3  # ScaleCombine's pipeline
@@ -40,7 +41,6 @@ class MatmulEngine(wiring.Component):
 
     def __init__(self, params: EngineParams | None = None):
         self.p = p = params or EngineParams()
-        groups_max = -(-p.max_n // (p.lanes * p.ports))
         members = {f"axi{i}": Out(AxiReadSignature(p.addr_width, 8 * p.beat_bytes)) for i in range(p.ports)}
         members.update({
             # always accepted (ready is tied high); a plain stream so that it is a Verilog port
@@ -51,7 +51,7 @@ class MatmulEngine(wiring.Component):
             "port_stride": In(p.addr_width),
             "n_rows": In(range(p.max_n + 1)),
             "k_chunks": In(range(p.max_chunks + 1)),
-            "n_groups": In(range(groups_max + 1)),
+            "n_groups": In(range(p.max_groups + 1)),
             "w_scale": In(PF_LAYOUT),
             "x_scale": In(data.ArrayLayout(PF_LAYOUT, p.batch)),
             "busy": Out(1),
@@ -64,7 +64,7 @@ class MatmulEngine(wiring.Component):
         m = Module()
         p = self.p
         ports = [EnginePort(p, i) for i in range(p.ports)]
-        m.submodules.scale = scale = ScaleCombine(p.batch, _max_shift(p))
+        m.submodules.scale = scale = ScaleCombine(p.batch, max_shift(p.acc_width))
         # the pass registers are latched at start; start is ignored while busy
         w_scale = Signal.like(self.w_scale)
         x_scale = Signal.like(self.x_scale)
@@ -145,10 +145,6 @@ class MatmulEngine(wiring.Component):
             m.d.sync += self.error.eq(1)
         return m
 
-
-def _max_shift(p: EngineParams) -> int:
-    """The requantizer's largest useful right shift (its product width + 1)."""
-    return p.acc_width + 17 + 1
 
 
 def _any(sigs):

@@ -100,6 +100,14 @@ def lut_levels(mod: dict) -> int:
     def combinational(t: str) -> bool:
         return (t.startswith("LUT") and t[3:].isdigit()) or t in _PASS_THROUGH or t in ("INV", "BUF")
 
+    def input_drivers(c: dict):
+        """The cells driving the input pins of cell ``c``."""
+        for port, bits in c["connections"].items():
+            if c["port_directions"].get(port) == "input":
+                for b in bits:
+                    if isinstance(b, int) and b in driver:
+                        yield driver[b]
+
     depth: dict[str, int] = {}
     sys.setrecursionlimit(max(10_000, 4 * len(cells)))
 
@@ -112,13 +120,7 @@ def lut_levels(mod: dict) -> int:
             depth[name] = 0
             return 0
         depth[name] = 0  # cycle guard (a combinational loop would be a design bug)
-        best = 0
-        for port, bits in c["connections"].items():
-            if c["port_directions"].get(port) != "input":
-                continue
-            for b in bits:
-                if isinstance(b, int) and b in driver:
-                    best = max(best, arrive(driver[b]))
+        best = max((arrive(d) for d in input_drivers(c)), default=0)
         own = 1 if c["type"].startswith("LUT") else 0
         depth[name] = best + own
         return depth[name]
@@ -126,14 +128,8 @@ def lut_levels(mod: dict) -> int:
     worst = 0
     for name, c in cells.items():
         # a path ends at the inputs of any non-combinational cell (or at a top-level output)
-        if combinational(c["type"]):
-            continue
-        for port, bits in c["connections"].items():
-            if c["port_directions"].get(port) != "input":
-                continue
-            for b in bits:
-                if isinstance(b, int) and b in driver:
-                    worst = max(worst, arrive(driver[b]))
+        if not combinational(c["type"]):
+            worst = max([worst] + [arrive(d) for d in input_drivers(c)])
     for port in mod.get("ports", {}).values():
         if port["direction"] == "output":
             for b in port["bits"]:

@@ -68,6 +68,11 @@ class EngineParams:
         return -(-self.max_k // self.trits_per_lane)
 
     @property
+    def max_groups(self) -> int:
+        """Row groups (of ``lanes`` rows) one port handles at max_n."""
+        return -(-self.max_n // (self.lanes * self.ports))
+
+    @property
     def acc_width(self) -> int:
         """Signed accumulator width: |acc| <= 127 * max_k."""
         return (ACT_MAX * self.trits_per_lane * self.max_chunks).bit_length() + 1

@@ -50,7 +50,7 @@ class EnginePort(wiring.Component):
         if not 0 <= index < params.ports:
             raise ValueError(f"port index {index} outside 0..{params.ports - 1}")
         self.p, self.index = params, index
-        self.groups_max = -(-params.max_n // (params.lanes * params.ports))
+        self.groups_max = params.max_groups
         super().__init__({
             "axi": Out(AxiReadSignature(params.addr_width, 8 * params.beat_bytes)),
             "start": In(1),

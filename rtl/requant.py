@@ -17,6 +17,12 @@ from amaranth.lib.wiring import In, Out
 LATENCY = 5
 
 
+def max_shift(acc_width: int) -> int:
+    """The largest useful right shift for ``acc_width``-bit sums: the product width + 1 (beyond it every
+    value rounds to 0)."""
+    return acc_width + 17 + 1
+
+
 class Requant(wiring.Component):
     """``batch`` accumulators of one row in, their Q15.16 values out (see the module docstring)."""
 
@@ -25,7 +31,7 @@ class Requant(wiring.Component):
             raise ValueError("batch >= 1, acc_width >= 2, row_width >= 1")
         self.batch, self.acc_width, self.row_width = batch, acc_width, row_width
         self.prod_width = acc_width + 17  # signed acc x unsigned 16-bit mantissa
-        self.max_shift = self.prod_width + 1  # beyond this every value rounds to 0
+        self.max_shift = max_shift(acc_width)
         super().__init__({
             "inp": In(stream.Signature(data.StructLayout({
                 "row": row_width, "acc": data.ArrayLayout(signed(acc_width), batch)}))),
