@@ -38,3 +38,50 @@ class AxiReadSignature(wiring.Signature):
 
     def __repr__(self):
         return f"AxiReadSignature({self.addr_width}, {self.data_width}, {self.id_width})"
+
+
+class AxiWriteSignature(wiring.Signature):
+    """AW + W + B channels of an AXI4 master; ``data_width`` in bits (a power of two, >= 8)."""
+
+    def __init__(self, addr_width: int = 40, data_width: int = 128, id_width: int = 1):
+        if not 12 <= addr_width <= 64:
+            raise ValueError(f"addr_width {addr_width} must be in 12..64")
+        if data_width < 8 or data_width & (data_width - 1):
+            raise ValueError(f"data_width {data_width} must be a power of two >= 8")
+        self.addr_width, self.data_width, self.id_width = addr_width, data_width, id_width
+        super().__init__({
+            "awvalid": Out(1), "awready": In(1), "awaddr": Out(addr_width), "awlen": Out(8),
+            "awsize": Out(3), "awburst": Out(2), "awcache": Out(4), "awprot": Out(3), "awid": Out(id_width),
+            "wvalid": Out(1), "wready": In(1), "wdata": Out(data_width), "wstrb": Out(data_width // 8),
+            "wlast": Out(1),
+            "bvalid": In(1), "bready": Out(1), "bresp": In(2), "bid": In(id_width),
+        })
+
+    def __eq__(self, other):
+        return (type(other) is type(self) and other.addr_width == self.addr_width
+                and other.data_width == self.data_width and other.id_width == self.id_width)
+
+    def __repr__(self):
+        return f"AxiWriteSignature({self.addr_width}, {self.data_width}, {self.id_width})"
+
+
+class AxiLiteSignature(wiring.Signature):
+    """AXI4-Lite, seen from the master (the accelerator's register slave takes it flipped)."""
+
+    def __init__(self, addr_width: int = 16, data_width: int = 32):
+        if data_width not in (32, 64):
+            raise ValueError(f"AXI4-Lite data_width {data_width} must be 32 or 64")
+        self.addr_width, self.data_width = addr_width, data_width
+        super().__init__({
+            "awvalid": Out(1), "awready": In(1), "awaddr": Out(addr_width), "awprot": Out(3),
+            "wvalid": Out(1), "wready": In(1), "wdata": Out(data_width), "wstrb": Out(data_width // 8),
+            "bvalid": In(1), "bready": Out(1), "bresp": In(2),
+            "arvalid": Out(1), "arready": In(1), "araddr": Out(addr_width), "arprot": Out(3),
+            "rvalid": In(1), "rready": Out(1), "rdata": In(data_width), "rresp": In(2),
+        })
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.addr_width == self.addr_width and other.data_width == self.data_width
+
+    def __repr__(self):
+        return f"AxiLiteSignature({self.addr_width}, {self.data_width})"
