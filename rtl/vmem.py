@@ -53,7 +53,9 @@ class Vmem(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=WORD_BITS * self.lanes, depth=self.depth, init=[])
+        # UltraRAM: ~29k words x B lanes at the default maxima would take most of the BRAM36s
+        m.submodules.mem = mem = Memory(shape=WORD_BITS * self.lanes, depth=self.depth, init=[],
+                                        attrs={"ram_style": "ultra"})
         wr = mem.write_port(granularity=WORD_BITS)
         rd = mem.read_port(transparent_for=())
         m.d.comb += [rd.addr.eq(self.r.addr), rd.en.eq(self.r.en), self.r.data.eq(rd.data),
