@@ -44,83 +44,16 @@ block).
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field, fields
 
 from amaranth.hdl import signed
 from amaranth.lib import data
 
+from .codes import (ERROR_DOCS, OP_CLASS, Epilogue, ErrorCode, Flag, NormMode, Op, OpClass,  # noqa: F401
+                    StoreMode)
+
 DESC_BYTES = 64
 PF_LAYOUT = data.StructLayout({"m": 16, "e": signed(16)})
-
-
-class Op(enum.IntEnum):
-    # 0 is not an op: a zeroed descriptor (a program that ran past its end) is a BAD_OPCODE error
-    END = 1
-    EMBED = 2
-    NORM_QUANT = 3
-    MATMUL = 4
-    BIAS = 5
-    ROPE = 6
-    KV_WRITE = 7
-    ATTN = 8
-    HEAD = 9
-    STORE = 10
-
-
-class Flag(enum.IntFlag):
-    LAST_TOKEN = 1
-    LAST_BLOCK = 2
-    RAW = 4  # MATMUL: raw integer sums
-
-
-class NormMode(enum.IntEnum):
-    RMS = 0
-    ABSMAX = 1
-    HEADS = 2
-
-
-class Epilogue(enum.IntEnum):
-    STORE = 0
-    RESIDUAL = 1
-    SILU = 2
-    RELU2 = 3
-    GATE = 4
-    TOPK = 5
-
-
-class StoreMode(enum.IntEnum):
-    I32 = 0
-    I8 = 1
-
-
-class OpClass(enum.IntEnum):
-    """Cycle-counter classes (the CYCLES_* registers)."""
-
-    MATMUL = 0
-    ATTENTION = 1
-    VECTOR = 2
-    HEAD = 3
-
-
-OP_CLASS = {Op.EMBED: OpClass.VECTOR, Op.NORM_QUANT: OpClass.VECTOR, Op.MATMUL: OpClass.MATMUL,
-            Op.BIAS: OpClass.VECTOR, Op.ROPE: OpClass.VECTOR, Op.KV_WRITE: OpClass.ATTENTION,
-            Op.ATTN: OpClass.ATTENTION, Op.HEAD: OpClass.HEAD, Op.STORE: OpClass.VECTOR}
-# a MATMUL with the TOPK epilogue counts as HEAD
-
-
-class ErrorCode(enum.IntEnum):
-    """The ERROR_CODE register. ERROR_ADDR holds the DDR byte address named in each line."""
-
-    OK = 0
-    AXI_READ = 1  # a read answered SLVERR/DECERR: the address of the failing burst
-    AXI_WRITE = 2  # a write answered SLVERR/DECERR (BRESP): the address of the failing burst
-    BAD_OPCODE = 3  # the descriptor's address
-    PROGRAM_BOUNDS = 4  # a descriptor fetch outside [PROGRAM, PROGRAM + PROGRAM_SIZE): its address
-    ABORTED = 5  # the host wrote CONTROL.abort: the address of the descriptor that was running
-    BAD_TOKEN = 6  # a token id >= vocab: the token's address
-    BAD_CALL = 7  # COUNT is 0, or more than the context the program was compiled for
-    BAD_DESC = 8  # a field beyond the generated maxima: the descriptor's address
 
 
 DESC_LAYOUT = data.StructLayout({

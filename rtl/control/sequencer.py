@@ -65,87 +65,101 @@ class Sequencer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         B, aw = self.batch, self.addr_width
+        n = self.n_units
 
         # -- call registers, latched at START ------------------------------------------------
         count = Signal(32)
         position = Signal(32)
         base = Signal(aw)
-        program = Signal(32)
         size = Signal(32)
         tokens = Signal(32)
+        prog_addr = Signal(aw)  # DDR_BASE + PROGRAM
         blk = Signal(32)  # index of the block's first token
-        idx = Signal(32)  # descriptor index in the program
+        idx = Signal(32)  # index of the current descriptor
         abort_pending = Signal()
+        # the current descriptor's address and the bytes of program from it to the end, kept
+        # incrementally so that no adder chain feeds a decision
+        cur_addr = Signal(aw)
+        rem = Signal(33)  # PROGRAM_SIZE - 64 * idx (may go negative: bit 32)
+        cur_ok = Signal()  # descriptor idx lies inside the program
+        next_ok = Signal()  # descriptor idx + 1 does
+        m.d.comb += [cur_ok.eq(~rem[32] & (rem[:32] >= DESC_BYTES)),
+                     next_ok.eq(~rem[32] & (rem[:32] >= 2 * DESC_BYTES))]
+
+        def goto(i_zero: bool):
+            """Move to descriptor 0 (``i_zero``) or idx + 1."""
+            if i_zero:
+                return [idx.eq(0), cur_addr.eq(prog_addr), rem.eq(size)]
+            return [idx.eq(idx + 1), cur_addr.eq(cur_addr + DESC_BYTES), rem.eq(rem - DESC_BYTES)]
 
         # -- descriptor fetch: one 4-beat command per descriptor, one descriptor buffered ahead --
         m.submodules.reader = rd = AxiReader(addr_width=aw, data_width=128, len_width=4, max_burst=BEATS,
-                                             fifo_depth=2 * BEATS if 2 * BEATS >= 4 else 4, max_outstanding=2)
+                                             fifo_depth=max(4, 2 * BEATS), max_outstanding=2)
         wiring.connect(m, wiring.flipped(self.axi), rd.axi)
-        fetch_idx = Signal(32)  # the descriptor being fetched / held in fbuf
+        fetch_next = Signal()  # the fetched / held descriptor is idx + 1 (else idx)
         fetching = Signal()
         fbuf = Signal(8 * DESC_BYTES)
         fbuf_valid = Signal()
         beat = Signal(range(BEATS))
         fetch_req = Signal()
-        req_idx = Signal(32)
-        fetch_off = Signal(32)
-        m.d.comb += fetch_off.eq(program + (req_idx << 6))
-        m.d.comb += [rd.cmd.payload.addr.eq(base + fetch_off), rd.cmd.payload.beats.eq(BEATS),
-                     rd.cmd.valid.eq(fetch_req & ~fetching), rd.data.ready.eq(fetching)]
+        req_next = Signal()  # fetch idx + 1 rather than idx
+        m.d.comb += [rd.cmd.payload.addr.eq(Mux(req_next, cur_addr + DESC_BYTES, cur_addr)),
+                     rd.cmd.payload.beats.eq(BEATS), rd.cmd.valid.eq(fetch_req & ~fetching),
+                     rd.data.ready.eq(fetching)]
         with m.If(rd.cmd.valid & rd.cmd.ready):
-            m.d.sync += [fetching.eq(1), fetch_idx.eq(req_idx), fbuf_valid.eq(0), beat.eq(0)]
+            m.d.sync += [fetching.eq(1), fetch_next.eq(req_next), fbuf_valid.eq(0), beat.eq(0)]
         with m.If(rd.data.valid & rd.data.ready):
             m.d.sync += fbuf.word_select(beat, 128).eq(rd.data.payload)
             m.d.sync += beat.eq(beat + 1)
             with m.If(beat == BEATS - 1):
                 m.d.sync += [fetching.eq(0), fbuf_valid.eq(1)]
-        fetch_err = Signal()  # a read error seen while fetching (sticky until START)
-        fetch_err_addr = Signal(aw)
-        m.d.comb += [fetch_err.eq(rd.error), fetch_err_addr.eq(rd.error_addr) if hasattr(rd, "error_addr") else
-                     fetch_err_addr.eq(0)]
+        err_addr_of_reader = rd.error_addr if "error_addr" in rd.signature.members else Const(0, aw)
 
-        # is descriptor i inside [PROGRAM, PROGRAM + PROGRAM_SIZE)?
-        def in_bounds(i):
-            return (i << 6) + DESC_BYTES <= size
-
-        # -- the block context seen by the units ---------------------------------------------
-        left = Signal(32)
-        m.d.comb += left.eq(count - blk)
-        ctx = self.ctx
-        T_next = Signal(5)
-        m.d.comb += T_next.eq(Mux(left >= B, B, left[:5]))
-        m.d.comb += [ctx.ddr_base.eq(base), ctx.tokens.eq(tokens)]
-
-        desc = self.desc
-        unit_of_op = {op: u for u, ops in enumerate(self.units) for op in ops}
-        n = self.n_units
-        unit = Signal(range(max(n, 2)))
-        op_class = Signal(2)
-        valid_op = Signal()
-        d = Signal(DESC_LAYOUT)  # fbuf viewed as a descriptor
+        # -- decode of the held descriptor, registered (valid one cycle after fbuf) --------------
+        d = Signal(DESC_LAYOUT)
         m.d.comb += d.as_value().eq(fbuf)
+        unit_of_op = {op: u for u, ops in enumerate(self.units) for op in ops}
+        dec_onehot = Signal(n)
+        dec_class = Signal(2)
+        dec_end = Signal()
+        dec_bad = Signal()
+        dec_last_block = Signal()
+        dec_ready = Signal()  # the decode registers describe fbuf
+        m.d.sync += dec_ready.eq(fbuf_valid & ~(rd.cmd.valid & rd.cmd.ready))
+        m.d.sync += [dec_onehot.eq(0), dec_end.eq(0), dec_bad.eq(1), dec_class.eq(0),
+                     dec_last_block.eq((d.flags & Flag.LAST_BLOCK).any())]
         with m.Switch(d.op):
             for op, u in unit_of_op.items():
                 with m.Case(int(op)):
-                    m.d.comb += [unit.eq(u), valid_op.eq(1)]
-                    cls = OP_CLASS[op]
+                    m.d.sync += [dec_onehot.eq(1 << u), dec_bad.eq(0)]
                     if op == Op.MATMUL:
-                        m.d.comb += op_class.eq(Mux(d.mode == Epilogue.TOPK, OpClass.HEAD, OpClass.MATMUL))
+                        m.d.sync += dec_class.eq(Mux(d.mode == Epilogue.TOPK, OpClass.HEAD, OpClass.MATMUL))
                     else:
-                        m.d.comb += op_class.eq(cls)
+                        m.d.sync += dec_class.eq(OP_CLASS[op])
             with m.Case(int(Op.END)):
-                m.d.comb += valid_op.eq(1)
+                m.d.sync += [dec_end.eq(1), dec_bad.eq(0)]
 
-        run_class = Signal(2)
-        run_unit = Signal(range(max(n, 2)))
+        # -- the block context seen by the units ---------------------------------------------
+        left = Signal(32)  # tokens from this block on
+        ctx = self.ctx
+        m.d.comb += [ctx.ddr_base.eq(base), ctx.tokens.eq(tokens)]
+
+        # -- the running op's completion, registered -------------------------------------------
         cycles = {c: getattr(self, f"cycles_{c}") for c in COUNTERS}
-        done_now = Signal()
-        m.d.comb += done_now.eq((self.unit_done & self.active).any())
-        err_now = Signal(ERROR_BITS)
-        err_addr_now = Signal(aw)
+        run_class = Signal(2)
+        fin = Signal()
+        fin_err = Signal(ERROR_BITS)
+        fin_addr = Signal(aw)
+        stall_r = Signal()
+        m.d.sync += [fin.eq((self.unit_done & self.active).any()), stall_r.eq((self.unit_stall & self.active).any())]
+        sel_err = 0
+        sel_addr = 0
         for u in range(n):
-            with m.If(self.active[u]):
-                m.d.comb += [err_now.eq(self.unit_error[u]), err_addr_now.eq(self.unit_error_addr[u])]
+            sel_err = sel_err | Mux(self.active[u] & self.unit_done[u], self.unit_error[u], 0)
+            sel_addr = sel_addr | Mux(self.active[u] & self.unit_done[u], self.unit_error_addr[u], 0)
+        m.d.sync += [fin_err.eq(sel_err), fin_addr.eq(sel_addr)]
+
+        pending_code = Signal(ERROR_BITS)
 
         def fail(code, addr):
             """Record the error; DRAIN raises done once nothing is in flight."""
@@ -161,9 +175,9 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [count.eq(self.count), position.eq(self.position), base.eq(self.ddr_base),
-                                 program.eq(self.program), size.eq(self.program_size), tokens.eq(self.tokens),
-                                 blk.eq(0), idx.eq(0), abort_pending.eq(0), fbuf_valid.eq(0),
-                                 self.busy.eq(1), self.done.eq(0), self.error.eq(0),
+                                 prog_addr.eq(self.ddr_base + self.program), size.eq(self.program_size),
+                                 tokens.eq(self.tokens), blk.eq(0), left.eq(self.count), abort_pending.eq(0),
+                                 fbuf_valid.eq(0), self.busy.eq(1), self.done.eq(0), self.error.eq(0),
                                  self.error_code.eq(0), self.error_addr.eq(0), self.error_desc.eq(0),
                                  rd.error_clear.eq(1)]
                     m.d.sync += [c.eq(0) for c in cycles.values()]
@@ -175,71 +189,74 @@ class Sequencer(wiring.Component):
                     m.d.sync += fail(ErrorCode.BAD_CALL, 0)
                     m.next = "DRAIN"
                 with m.Else():
-                    m.d.sync += [ctx.T.eq(T_next), ctx.pos0.eq(position + blk), ctx.tok0.eq(blk),
-                                 ctx.last_block.eq(left <= B), idx.eq(0)]
+                    m.d.sync += [ctx.T.eq(Mux(left >= B, B, left[:5])), ctx.pos0.eq(position + blk),
+                                 ctx.tok0.eq(blk), ctx.last_block.eq(left <= B), *goto(True)]
                     m.next = "NEED"
             with m.State("NEED"):
-                # descriptor idx must be in fbuf; fetch it unless it is there or on its way
-                m.d.comb += req_idx.eq(idx)
-                with m.If(fetch_err):
-                    m.d.sync += fail(ErrorCode.AXI_READ, fetch_err_addr)
+                # descriptor idx must be in fbuf: fetch it unless it is there or on its way
+                have = fbuf_valid & ~fetch_next & dec_ready
+                with m.If(rd.error):
+                    m.d.sync += fail(ErrorCode.AXI_READ, err_addr_of_reader)
                     m.next = "DRAIN"
                 with m.Elif(abort_pending):
-                    m.d.sync += fail(ErrorCode.ABORTED, base + program + (idx << 6))
+                    m.d.sync += fail(ErrorCode.ABORTED, cur_addr)
                     m.next = "DRAIN"
-                with m.Elif(~in_bounds(idx)):
-                    m.d.sync += fail(ErrorCode.PROGRAM_BOUNDS, base + program + (idx << 6))
+                with m.Elif(~cur_ok):
+                    m.d.sync += fail(ErrorCode.PROGRAM_BOUNDS, cur_addr)
                     m.next = "DRAIN"
-                with m.Elif(fbuf_valid & (fetch_idx == idx) & ~fetching):
+                with m.Elif(have):
                     m.next = "DECODE"
-                with m.Elif(~fetching):
+                with m.Elif(~fetching & ~fbuf_valid):
                     m.d.comb += fetch_req.eq(1)
-                with m.If(fetching):
-                    m.d.sync += cycles["memstall"].eq(cycles["memstall"] + 1)
+                with m.Elif(~fetching & fbuf_valid & fetch_next):
+                    m.d.comb += fetch_req.eq(1)  # holds a stale prefetch: fetch idx itself
+                m.d.sync += cycles["memstall"].eq(cycles["memstall"] + 1)
             with m.State("DECODE"):
-                skip = (d.flags & Flag.LAST_BLOCK).any() & ~ctx.last_block
-                with m.If(~valid_op):
-                    m.d.sync += fail(ErrorCode.BAD_OPCODE, base + program + (idx << 6))
+                with m.If(dec_bad):
+                    m.d.sync += fail(ErrorCode.BAD_OPCODE, cur_addr)
                     m.next = "DRAIN"
-                with m.Elif(d.op == Op.END):
-                    m.d.sync += [blk.eq(blk + B), fbuf_valid.eq(0)]
+                with m.Elif(dec_end):
+                    m.d.sync += [blk.eq(blk + B), left.eq(left - B), fbuf_valid.eq(0)]
                     with m.If(ctx.last_block):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1), self.done_event.eq(1)]
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "BLOCK"
-                with m.Elif(skip):
-                    m.d.sync += idx.eq(idx + 1)
+                with m.Elif(dec_last_block & ~ctx.last_block):
+                    m.d.sync += [*goto(False), fbuf_valid.eq(0)]
                     m.next = "NEED"
                 with m.Else():
-                    m.d.sync += [desc.eq(d), run_unit.eq(unit), run_class.eq(op_class),
-                                 self.unit_start.eq(1 << unit), self.active.eq(1 << unit)]
+                    m.d.sync += [self.desc.eq(d), run_class.eq(dec_class), self.unit_start.eq(dec_onehot),
+                                 self.active.eq(dec_onehot), fbuf_valid.eq(0)]
                     m.next = "RUN"
             with m.State("RUN"):
                 # prefetch the next descriptor while the op runs
-                m.d.comb += req_idx.eq(idx + 1)
-                with m.If(~fetching & ~(fbuf_valid & (fetch_idx == idx + 1)) & in_bounds(idx + 1)):
+                m.d.comb += req_next.eq(1)
+                with m.If(~fetching & ~fbuf_valid & next_ok):
                     m.d.comb += fetch_req.eq(1)
                 with m.Switch(run_class):
                     for cls in OpClass:
                         with m.Case(int(cls)):
                             c = cycles[cls.name.lower()]
                             m.d.sync += c.eq(c + 1)
-                with m.If((self.unit_stall & self.active).any()):
+                with m.If(stall_r):
                     m.d.sync += cycles["memstall"].eq(cycles["memstall"] + 1)
-                with m.If(done_now):
-                    m.d.sync += [self.active.eq(0), cycles["ops"].eq(cycles["ops"] + 1)]
-                    with m.If(err_now != 0):
-                        m.d.sync += fail(err_now, err_addr_now)
+                with m.If((self.unit_done & self.active).any()):
+                    m.d.sync += self.active.eq(0)
+                with m.If(fin):
+                    m.d.sync += cycles["ops"].eq(cycles["ops"] + 1)
+                    with m.If(fin_err != 0):
+                        m.d.sync += fail(fin_err, fin_addr)
                         m.next = "DRAIN"
-                    with m.Elif(abort_pending | self.abort):
-                        m.d.sync += fail(ErrorCode.ABORTED, base + program + (idx << 6))
+                    with m.Elif(abort_pending):
+                        m.d.sync += fail(ErrorCode.ABORTED, cur_addr)
                         m.next = "DRAIN"
                     with m.Else():
-                        m.d.sync += idx.eq(idx + 1)
+                        m.d.sync += [*goto(False), fetch_next.eq(0)]
                         m.next = "NEED"
             with m.State("DRAIN"):
                 # an error ended the call: let a descriptor fetch in flight finish, then report
+                m.d.sync += rd.error_clear.eq(0)
                 with m.If(~fetching & ~rd.busy):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1), self.error.eq(1), self.done_event.eq(1),
                                  self.error_event.eq(1)]
