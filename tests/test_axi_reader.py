@@ -38,6 +38,7 @@ class Harness:
         self.received: list[int] = []
         self.now = 0
         self.ar_count = 0
+        self.ar_log: list[tuple[int, int]] = []  # accepted AR (addr, beats)
         self.requested = 0  # beats asked for by accepted ARs
 
     def beat(self, addr: int) -> int:
@@ -64,6 +65,7 @@ class Harness:
             assert addr // 4096 == (addr + beats * self.beat_bytes - 1) // 4096, \
                 f"burst {addr:#x}+{beats} crosses 4 KiB"
             self.ar_count += 1
+            self.ar_log.append((addr, beats))
             self.requested += beats
             self.bursts.append((addr, beats, self.now + self.rng.randint(*self.bus.latency)))
             assert len(self.bursts) <= self.dut.max_outstanding, "too many bursts outstanding"
@@ -169,23 +171,77 @@ def test_random_regions(params, bus, seed):
 def test_slverr_sets_error_and_completes():
     dut = AxiReader()
     bb = dut.data_width // 8
-    addr, beats = BASE + 4096 - 10 * bb, 40
-    bus = Bus(error_addrs={addr + 12 * bb})
+    addr, beats = BASE + 4096 - 10 * bb, 40  # bursts: 10 beats up to the 4 KiB boundary, then 30
+    bus = Bus(error_addrs={addr + 12 * bb, addr + 30 * bb})  # two errors in the second burst
+    got = {}
 
     async def body(h: Harness, ctx):
         assert not ctx.get(dut.error)
         await h.send(ctx, [(addr, beats)])
         await h.drain(ctx, beats, 5_000)
         assert ctx.get(dut.error), "SLVERR did not set error"
+        got["addr"] = ctx.get(dut.error_addr)
         await ctx.tick()
         assert ctx.get(dut.error), "error is not sticky"
         ctx.set(dut.error_clear, 1)
         await ctx.tick()
         ctx.set(dut.error_clear, 0)
         assert not ctx.get(dut.error)
+        # after the clear, the next failing burst is captured: one starting past the 4 KiB boundary
+        await h.send(ctx, [(addr + 12 * bb, 28)])
+        await h.drain(ctx, beats + 28, 5_000)
+        got["again"] = (ctx.get(dut.error), ctx.get(dut.error_addr))
 
     h = run(dut, bus, 3, body)
-    assert h.received == h.expected([(addr, beats)])  # the errored beat is still delivered
+    assert got == {"addr": BASE + 4096, "again": (1, addr + 12 * bb)}
+    assert h.received == h.expected([(addr, beats), (addr + 12 * bb, 28)])  # errored beats still delivered
+
+
+@pytest.mark.parametrize("params, seed", [
+    ({}, 11),
+    ({"data_width": 64, "max_burst": 16, "fifo_depth": 32, "max_outstanding": 3}, 12),
+    ({"data_width": 32, "max_burst": 1, "fifo_depth": 4, "max_outstanding": 1}, 13),
+])
+def test_error_addr_is_the_first_failing_burst(params, seed):
+    """Random regions, a few error beats: after each command, error_addr names the first burst (in AR
+    order) holding an error beat since the last clear; error_clear between every other command."""
+    dut = AxiReader(**params)
+    rng = random.Random(seed)
+    bb = dut.data_width // 8
+    cmds = random_cmds(rng, bb, 10)
+    errs = set()
+    for a, n in rng.sample(cmds, 4):
+        errs.add(a + rng.randrange(n) * bb)
+    seen = []
+
+    async def body(h: Harness, ctx):
+        total = 0
+        for i, (a, n) in enumerate(cmds):
+            await h.send(ctx, [(a, n)])
+            total += n
+            await h.drain(ctx, total, 20_000)
+            seen.append((len(h.ar_log), ctx.get(dut.error), ctx.get(dut.error_addr)))
+            if i % 2:
+                ctx.set(dut.error_clear, 1)
+                await ctx.tick()
+                ctx.set(dut.error_clear, 0)
+                seen.append("clear")
+
+    h = run(dut, Bus(error_addrs=errs), seed, body)
+    first, since = None, 0  # expected error_addr, and the AR index where the current window starts
+    for entry in seen:
+        if entry == "clear":
+            first = None
+            continue
+        n_ar, error, error_addr = entry
+        for a, n in h.ar_log[since:n_ar]:
+            if first is None and any(a + i * bb in errs for i in range(n)):
+                first = a
+        since = n_ar
+        assert error == (first is not None)
+        if first is not None:
+            assert error_addr == first
+    assert any(e != "clear" and e[1] for e in seen)
 
 
 @pytest.mark.parametrize("params, beats, latency", [

@@ -1,5 +1,8 @@
-"""AXI4 bus signatures and masters."""
+"""AXI4 bus signatures, masters and arbiters."""
+from .arbiter import AxiReadArbiter, AxiWriteArbiter
 from .reader import AxiReader
-from .signature import AxiLiteSignature, AxiReadSignature, AxiWriteSignature, BURST_INCR, RESP_OKAY
+from .signature import AxiLiteSignature, AxiReadSignature, AxiSignature, AxiWriteSignature, BURST_INCR, RESP_OKAY
+from .writer import AxiWriter
 
-__all__ = ["AxiLiteSignature", "AxiReader", "AxiReadSignature", "AxiWriteSignature", "BURST_INCR", "RESP_OKAY"]
+__all__ = ["AxiLiteSignature", "AxiReadArbiter", "AxiReader", "AxiReadSignature", "AxiSignature",
+           "AxiWriteArbiter", "AxiWriter", "AxiWriteSignature", "BURST_INCR", "RESP_OKAY"]

@@ -21,8 +21,9 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import exact_log2
+from amaranth.utils import ceil_log2, exact_log2
 
 from .signature import BURST_INCR, AxiReadSignature
 
@@ -45,6 +46,8 @@ class AxiReader(wiring.Component):
 
     ``error`` is sticky: set by any R beat with RRESP SLVERR/DECERR (that beat is still delivered, so
     the stream always completes), cleared by ``error_clear`` (a new error in the same cycle wins).
+    ``error_addr``: byte address (the AR address) of the first burst that answered an error since the
+    last clear; it follows ``error`` one cycle later.
     ``busy``: a command is being issued, or beats are requested, in flight or buffered.
     """
 
@@ -73,6 +76,7 @@ class AxiReader(wiring.Component):
             "data": Out(stream.Signature(data_width)),
             "axi": Out(AxiReadSignature(addr_width, data_width)),
             "error": Out(1),
+            "error_addr": Out(addr_width),
             "error_clear": In(1),
             "busy": Out(1),
         })
@@ -171,6 +175,32 @@ class AxiReader(wiring.Component):
             self.data.valid.eq(fifo.r_rdy),
             fifo.r_en.eq(self.data.ready),
         ]
+        # Addresses of the bursts accepted on AR, popped at rlast (R answers in AR order); at most
+        # max_outstanding are live, so the ring needs no full check. The error-address logic runs one
+        # cycle behind the R channel (registered beat flags), which keeps it off the rready path; the
+        # ring's head then names the burst that answered that cycle's beat.
+        ring_bits = max(1, ceil_log2(self.max_outstanding))
+        m.submodules.addr_ring = addr_ring = Memory(shape=self.addr_width - shift, depth=1 << ring_bits,
+                                                    init=[])
+        ring_w, ring_r = addr_ring.write_port(), addr_ring.read_port(domain="comb")
+        ring_wr, ring_rd = Signal(ring_bits), Signal(ring_bits)
+        beat_d, last_d, resp_d, clear_d, captured = Signal(), Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [
+            ring_w.addr.eq(ring_wr), ring_w.data.eq(axi.araddr[shift:]),
+            ring_w.en.eq(axi.arvalid & axi.arready),
+            ring_r.addr.eq(ring_rd),
+        ]
+        with m.If(axi.arvalid & axi.arready):
+            m.d.sync += ring_wr.eq(ring_wr + 1)
+        m.d.sync += [beat_d.eq(r_beat), last_d.eq(axi.rlast), resp_d.eq(axi.rresp[1]),
+                     clear_d.eq(self.error_clear)]
+        with m.If(beat_d & last_d):
+            m.d.sync += ring_rd.eq(ring_rd + 1)
+        with m.If(beat_d & resp_d & (~captured | clear_d)):  # as error below: a new error wins over a clear
+            m.d.sync += [self.error_addr.eq(Cat(Const(0, shift), ring_r.data)), captured.eq(1)]
+        with m.Elif(clear_d):
+            m.d.sync += captured.eq(0)
+
         with m.If(r_beat & axi.rresp[1]):  # SLVERR (0b10) or DECERR (0b11)
             m.d.sync += self.error.eq(1)
         with m.Elif(self.error_clear):
