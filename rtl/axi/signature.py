@@ -85,3 +85,20 @@ class AxiLiteSignature(wiring.Signature):
 
     def __repr__(self):
         return f"AxiLiteSignature({self.addr_width}, {self.data_width})"
+
+
+class AxiSignature(wiring.Signature):
+    """A full AXI4 master port (AR/R and AW/W/B), e.g. one of the KV260's S_AXI_HPn_FPD."""
+
+    def __init__(self, addr_width: int = 40, data_width: int = 128, id_width: int = 1):
+        self.addr_width, self.data_width, self.id_width = addr_width, data_width, id_width
+        members = dict(AxiReadSignature(addr_width, data_width, id_width).members.items())
+        members.update(AxiWriteSignature(addr_width, data_width, id_width).members.items())
+        super().__init__(members)
+
+    def __eq__(self, other):
+        return (type(other) is type(self) and other.addr_width == self.addr_width
+                and other.data_width == self.data_width and other.id_width == self.id_width)
+
+    def __repr__(self):
+        return f"AxiSignature({self.addr_width}, {self.data_width}, {self.id_width})"
