@@ -167,7 +167,7 @@ def test_faults_end_the_call_and_the_next_call_runs(case):
         addr = BASE + PROG + 5 * 64 + 16  # second beat of descriptor 5
         mem_errors.add(addr)
         calls.append(dict(program=good, count=2, position=0))
-        want = (ErrorCode.AXI_READ, None, None)
+        want = (ErrorCode.AXI_READ, 5, BASE + PROG + 5 * 64)  # the failing burst: descriptor 5
     elif case == "abort":
         calls.append(dict(program=good, count=9, position=0, abort_at_op=7, op_len=30))
         want = (ErrorCode.ABORTED, None, None)

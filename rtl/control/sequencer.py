@@ -113,7 +113,7 @@ class Sequencer(wiring.Component):
             m.d.sync += beat.eq(beat + 1)
             with m.If(beat == BEATS - 1):
                 m.d.sync += [fetching.eq(0), fbuf_valid.eq(1)]
-        err_addr_of_reader = rd.error_addr if "error_addr" in rd.signature.members else Const(0, aw)
+        err_addr_of_reader = rd.error_addr
 
         # -- decode of the held descriptor, registered (valid one cycle after fbuf) --------------
         d = Signal(DESC_LAYOUT)
@@ -159,7 +159,7 @@ class Sequencer(wiring.Component):
             sel_addr = sel_addr | Mux(self.active[u] & self.unit_done[u], self.unit_error_addr[u], 0)
         m.d.sync += [fin_err.eq(sel_err), fin_addr.eq(sel_addr)]
 
-        pending_code = Signal(ERROR_BITS)
+        fetch_failed = Signal()  # the call ended on a descriptor fetch's read error
 
         def fail(code, addr):
             """Record the error; DRAIN raises done once nothing is in flight."""
@@ -176,7 +176,7 @@ class Sequencer(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [count.eq(self.count), position.eq(self.position), base.eq(self.ddr_base),
                                  prog_addr.eq(self.ddr_base + self.program), size.eq(self.program_size),
-                                 tokens.eq(self.tokens), blk.eq(0), left.eq(self.count), abort_pending.eq(0),
+                                 tokens.eq(self.tokens), blk.eq(0), left.eq(self.count), abort_pending.eq(0), fetch_failed.eq(0),
                                  fbuf_valid.eq(0), self.busy.eq(1), self.done.eq(0), self.error.eq(0),
                                  self.error_code.eq(0), self.error_addr.eq(0), self.error_desc.eq(0),
                                  rd.error_clear.eq(1)]
@@ -196,7 +196,8 @@ class Sequencer(wiring.Component):
                 # descriptor idx must be in fbuf: fetch it unless it is there or on its way
                 have = fbuf_valid & ~fetch_next & dec_ready
                 with m.If(rd.error):
-                    m.d.sync += fail(ErrorCode.AXI_READ, err_addr_of_reader)
+                    # the reader's error_addr follows its error flag a cycle later: DRAIN takes it
+                    m.d.sync += [fail(ErrorCode.AXI_READ, 0), fetch_failed.eq(1)]
                     m.next = "DRAIN"
                 with m.Elif(abort_pending):
                     m.d.sync += fail(ErrorCode.ABORTED, cur_addr)
@@ -257,6 +258,8 @@ class Sequencer(wiring.Component):
             with m.State("DRAIN"):
                 # an error ended the call: let a descriptor fetch in flight finish, then report
                 m.d.sync += rd.error_clear.eq(0)
+                with m.If(fetch_failed):
+                    m.d.sync += self.error_addr.eq(err_addr_of_reader)
                 with m.If(~fetching & ~rd.busy):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1), self.error.eq(1), self.done_event.eq(1),
                                  self.error_event.eq(1)]
