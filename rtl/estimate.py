@@ -3,12 +3,15 @@
 Figures are Yosys estimates, not Vivado results: Yosys maps carry chains to CARRY4 (no CARRY8) and
 its LUT counts run above Vivado's. LUT levels: the largest number of LUTs on any path between
 sequential elements (flip-flops, block/ultra RAM, DSP48E2, LUTRAM and shift registers are path ends;
-CARRY4 and MUXF7/F8/F9 cells continue a path without adding a level).
+CARRY4 and MUXF7/F8/F9 cells continue a path without adding a level). A distributed-RAM or shift-register
+cell reads asynchronously: its output is one LUT level after its address pins (a path continues through
+it), while its data and write-enable pins end a path.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,6 +27,12 @@ _LUTRAM_LUTS = {"RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1D
                 "RAM128X1D": 4, "RAM256X1D": 8, "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2,
                 "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1}
 _PASS_THROUGH = {"CARRY4", "CARRY8", "MUXF7", "MUXF8", "MUXF9"}
+_ADDRESS_PIN = re.compile(r"^(ADDR[A-H]?|A\d*|DPRA\d*)$")
+
+
+def _is_address_pin(pin: str) -> bool:
+    """A read-address pin of a distributed RAM (RAM32M ADDRA.., RAM64X1D A0../DPRA0..) or an SRL (A)."""
+    return _ADDRESS_PIN.match(pin) is not None
 
 
 def _yosys() -> list[str]:
@@ -100,13 +109,16 @@ def lut_levels(mod: dict) -> int:
     def combinational(t: str) -> bool:
         return (t.startswith("LUT") and t[3:].isdigit()) or t in _PASS_THROUGH or t in ("INV", "BUF")
 
-    def input_drivers(c: dict):
-        """The cells driving the input pins of cell ``c``."""
+    def input_drivers(c: dict, only=None):
+        """The cells driving the input pins of cell ``c`` (those for which ``only(pin)`` holds)."""
         for port, bits in c["connections"].items():
-            if c["port_directions"].get(port) == "input":
+            if c["port_directions"].get(port) == "input" and (only is None or only(port)):
                 for b in bits:
                     if isinstance(b, int) and b in driver:
                         yield driver[b]
+
+    def lutram(t: str) -> bool:
+        return t in _LUTRAM_LUTS
 
     depth: dict[str, int] = {}
     sys.setrecursionlimit(max(10_000, 4 * len(cells)))
@@ -116,6 +128,10 @@ def lut_levels(mod: dict) -> int:
         if name in depth:
             return depth[name]
         c = cells[name]
+        if lutram(c["type"]):  # asynchronous read: one level after the address
+            depth[name] = 0
+            depth[name] = 1 + max((arrive(d) for d in input_drivers(c, _is_address_pin)), default=0)
+            return depth[name]
         if not combinational(c["type"]):
             depth[name] = 0
             return 0
@@ -128,7 +144,9 @@ def lut_levels(mod: dict) -> int:
     worst = 0
     for name, c in cells.items():
         # a path ends at the inputs of any non-combinational cell (or at a top-level output)
-        if not combinational(c["type"]):
+        if lutram(c["type"]):
+            worst = max([worst, arrive(name)] + [arrive(d) for d in input_drivers(c, lambda p: not _is_address_pin(p))])
+        elif not combinational(c["type"]):
             worst = max([worst] + [arrive(d) for d in input_drivers(c)])
     for port in mod.get("ports", {}).values():
         if port["direction"] == "output":
