@@ -1,4 +1,5 @@
-"""``ternfpga rtl engine``: generate the ternary matmul engine's Verilog.
+"""``ternfpga rtl accel``: generate the whole accelerator's Verilog and its parameters.
+``ternfpga rtl engine``: generate the ternary matmul engine's Verilog.
 ``ternfpga rtl regmap``: show the accelerator's register map, or write it as a C header."""
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ def register(sub, name: str):
     p = sub.add_parser(name, help="generate RTL (Verilog) for the accelerator")
     blocks = p.add_subparsers(dest="block", metavar="BLOCK", parser_class=type(p))
     blocks.required = True
+    a = blocks.add_parser("accel", help="the whole accelerator (top: AXI4 HP masters, AXI4-Lite registers, irq)",
+                          description="Write the accelerator's Verilog (via amaranth.back.verilog) and a parameters "
+                                      "JSON (maxima, params hash, numerics and register-map versions). The "
+                                      "defaults cover Qwen2.5-0.5B, BitNet b1.58 large and 2B-4T.")
+    add_accel_options(a)
+    a.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+    a.set_defaults(run=run_accel)
     e = blocks.add_parser("engine", help="the ternary matmul engine",
                           description="Write the engine's Verilog (via amaranth.back.verilog) and its parameters.")
     add_engine_options(e)
@@ -76,6 +84,18 @@ def run_engine(args) -> int:
     print(f"wrote {', '.join(str(f) for f in files)}: {params.ports} ports x {params.lanes} lanes x "
           f"{params.trits_per_lane} trits/beat, batch {params.batch}, max_k {params.max_k}, max_n {params.max_n}, "
           f"dot {params.dot}")
+    return 0
+
+
+def run_accel(args) -> int:
+    from ternfpga.rtl.generate import write_accel
+
+    params = accel_params_from(args)
+    files = write_accel(params, args.out)
+    print(f"wrote {', '.join(str(f) for f in files)}: batch {params.batch}, maxima hidden {params.max_hidden}, "
+          f"ffn {params.max_ffn}, heads {params.max_heads}/{params.max_kv_heads}, head_dim {params.max_head_dim}, "
+          f"ctx {params.max_ctx}, vocab {params.max_vocab}, head_k {params.max_head_k}; params hash "
+          f"0x{params.digest():08X}")
     return 0
 
 
