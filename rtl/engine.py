@@ -57,6 +57,8 @@ class MatmulEngine(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
             "error": Out(1),
+            "error_addr": Out(p.addr_width),
+            "stall": Out(1),
         })
         super().__init__(members)
 
@@ -96,6 +98,7 @@ class MatmulEngine(wiring.Component):
         outs = []
         errors = []
         busies = []
+        stalls = []
         for i, port in enumerate(ports):
             m.submodules[f"port{i}"] = port
             wiring.connect(m, wiring.flipped(getattr(self, f"axi{i}")), port.axi)
@@ -110,6 +113,7 @@ class MatmulEngine(wiring.Component):
             outs.append(port.out)
             errors.append(port.error)
             busies.append(port.busy)
+            stalls.append(port.stall)
 
         # round-robin merge of the port outputs into one registered stream
         turn = Signal(range(p.ports))
@@ -138,11 +142,23 @@ class MatmulEngine(wiring.Component):
         m.d.comb += self.busy.eq((pending != 0) | running | self.out.valid)
         with m.If(running & ~go & ~ports_busy & ~self.out.valid):
             m.d.sync += [running.eq(0), self.done.eq(1)]
-        # sticky for the pass: cleared by start, set by any port's read error
+        # sticky for the pass: cleared by start, set by any port's read error. The address is the first
+        # failing port's (the lowest index when several fail in one cycle), copied from that port
+        # every cycle: a port's error_addr settles one cycle after its error, long before done.
+        err_port = Signal(range(p.ports))
         with m.If(accept_start):
             m.d.sync += self.error.eq(0)
-        with m.Elif(running & _any(errors)):
+        with m.Elif(running & _any(errors) & ~self.error):
             m.d.sync += self.error.eq(1)
+            for i in reversed(range(p.ports)):
+                with m.If(errors[i]):
+                    m.d.sync += err_port.eq(i)
+        with m.Switch(err_port):
+            for i, port in enumerate(ports):
+                with m.Case(i):
+                    m.d.sync += self.error_addr.eq(Mux(self.error, port.error_addr, 0))
+        # registered: it only feeds counters
+        m.d.sync += self.stall.eq(running & _any(stalls))
         return m
 
 

@@ -43,7 +43,9 @@ class EnginePort(wiring.Component):
     matrix; padding rows are not emitted). ``m`` and ``shift`` (per-vector requantization, from
     :class:`ScaleCombine`) must stay put while ``busy``.
     ``act``: activation writes (no back-pressure; write before ``start``).
-    ``out``: requantized rows. ``error``: an AXI read error happened in this pass.
+    ``out``: requantized rows. ``error``: an AXI read error happened in this pass; ``error_addr``: the
+    address of the first burst that failed (one cycle after ``error`` rises). ``stall``: beats are
+    still expected but the reader has none (waiting for DDR).
     """
 
     def __init__(self, params: EngineParams, index: int):
@@ -64,6 +66,8 @@ class EnginePort(wiring.Component):
             "out": Out(stream.Signature(out_layout(params))),
             "busy": Out(1),
             "error": Out(1),
+            "error_addr": Out(params.addr_width),
+            "stall": Out(1),
         })
 
     def elaborate(self, platform):
@@ -81,7 +85,8 @@ class EnginePort(wiring.Component):
                                                  len_width=len_width, max_burst=p.max_burst,
                                                  fifo_depth=p.fifo_depth)
         wiring.connect(m, wiring.flipped(self.axi), reader.axi)
-        m.d.comb += [self.error.eq(reader.error), reader.error_clear.eq(self.start)]
+        m.d.comb += [self.error.eq(reader.error), self.error_addr.eq(reader.error_addr),
+                     reader.error_clear.eq(self.start)]
 
         # activations: one word of B x 5*bpl int8 per column chunk, written per vector
         m.submodules.act_mem = act_mem = Memory(shape=8 * tpl * B, depth=p.max_chunks, init=[])
@@ -114,6 +119,7 @@ class EnginePort(wiring.Component):
             m.d.sync += cmd_pending.eq(0)
 
         accept = Signal()
+        m.d.comb += self.stall.eq(running & ~reader.data.valid)
         m.d.comb += [reader.data.ready.eq(running & ~(is_last & reserved)),
                      accept.eq(reader.data.valid & reader.data.ready),
                      rd.addr.eq(chunk), rd.en.eq(accept)]
