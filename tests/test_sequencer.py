@@ -146,7 +146,8 @@ def test_blocks_ops_context_and_counters():
         assert st["memstall"] > 0
 
 
-@pytest.mark.parametrize("case", ["unit_error", "bad_opcode", "bounds", "fetch_error", "abort", "zero_count"])
+@pytest.mark.parametrize("case", ["unit_error", "bad_desc", "bad_opcode", "bounds", "fetch_error", "abort",
+                                  "zero_count"])
 def test_faults_end_the_call_and_the_next_call_runs(case):
     ds = program()
     good = pack_program(ds)
@@ -155,6 +156,9 @@ def test_faults_end_the_call_and_the_next_call_runs(case):
     if case == "unit_error":
         calls.append(dict(program=good, count=6, position=0, unit_errors={3: (ErrorCode.AXI_WRITE, 0x1234)}))
         want = (ErrorCode.AXI_WRITE, 3, 0x1234)
+    elif case == "bad_desc":  # the sequencer names the descriptor, whatever address the unit gives
+        calls.append(dict(program=good, count=6, position=0, unit_errors={4: (ErrorCode.BAD_DESC, 0x99)}))
+        want = (ErrorCode.BAD_DESC, 4, BASE + PROG + 4 * 64)
     elif case == "bad_opcode":
         bad = list(ds)
         bad[4] = Descriptor(op=99)

@@ -83,5 +83,5 @@ ERROR_DOCS = {
     ErrorCode.ABORTED: "the host wrote CONTROL.ABORT; ERROR_ADDR: the descriptor that was running",
     ErrorCode.BAD_TOKEN: "a token id >= vocab; ERROR_ADDR: the token's address",
     ErrorCode.BAD_CALL: "COUNT is 0",
-    ErrorCode.BAD_DESC: "a descriptor field beyond the generated maxima; ERROR_ADDR: 0",
+    ErrorCode.BAD_DESC: "a descriptor field beyond the generated maxima; ERROR_ADDR: the descriptor",
 }

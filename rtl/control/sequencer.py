@@ -246,7 +246,10 @@ class Sequencer(wiring.Component):
                     m.d.sync += self.active.eq(0)
                 with m.If(fin):
                     m.d.sync += cycles["ops"].eq(cycles["ops"] + 1)
-                    with m.If(fin_err != 0):
+                    with m.If(fin_err == ErrorCode.BAD_DESC):
+                        m.d.sync += fail(fin_err, cur_addr)  # a unit cannot know its descriptor's address
+                        m.next = "DRAIN"
+                    with m.Elif(fin_err != 0):
                         m.d.sync += fail(fin_err, fin_addr)
                         m.next = "DRAIN"
                     with m.Elif(abort_pending):
