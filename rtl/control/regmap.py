@@ -246,14 +246,14 @@ def _default_registers() -> list[Register]:
         Register("COUNT", 0x078, rw, "tokens in the call"),
     ]
     for i, (name, what) in enumerate((
-            ("CYCLES_TOTAL", "cycles busy in calls"),
+            ("CYCLES_TOTAL", "cycles busy"),
             ("CYCLES_MATMUL", "cycles running MATMUL ops (not the head's)"),
             ("CYCLES_ATTENTION", "cycles running KV_WRITE and ATTN ops"),
             ("CYCLES_VECTOR", "cycles running EMBED, NORM_QUANT, BIAS, ROPE and STORE ops"),
             ("CYCLES_HEAD", "cycles running the output head (HEAD, MATMUL with the TOPK epilogue)"),
-            ("CYCLES_MEMSTALL", "cycles the running op was stalled waiting for DDR read data"),
+            ("CYCLES_MEMSTALL", "cycles the running op, or the descriptor fetch, waited for DDR data"),
             ("OPS", "descriptors executed"))):
-        regs += _counter(name, 0x080 + 8 * i, f"counter: {what} since reset")
+        regs += _counter(name, 0x080 + 8 * i, f"counter: {what} in the current or last call (START clears it)")
     return regs
 
 
