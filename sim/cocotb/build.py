@@ -30,6 +30,14 @@ VERILATOR_ARGS: tuple[str, ...] = ("-Wno-fatal", "-Wno-lint")
 # ~200k lines of C++ 3-4x faster, and the Python bus models, not the model's eval, set cocotb's speed.
 # Variables given in MAKEFLAGS override the makefile's assignments.
 MAKE_VARS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_SLOW=-O0"
+# Verilator's own optimizations for a model whose evaluation, not the Python bus models, sets the speed
+# (the whole accelerator): Verilator -O3, X values resolved at compile time.
+FAST_MODEL_ARGS: tuple[str, ...] = ("-O3", "--x-assign", "fast", "--x-initial", "fast")
+
+
+def make_vars(opt: str = "-O0") -> str:
+    """make variables for the model's C++ (``opt`` for the per-cycle code, -O0 for the one-time code)."""
+    return f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW=-O0"
 _STAMP = ".built"
 
 
@@ -41,13 +49,14 @@ def to_verilog(component, top_name: str) -> str:
 
 
 def write_verilog(component, name: str, *, top_name: str | None = None,
-                  build_args: Sequence[str] = VERILATOR_ARGS, root: Path = BUILD_ROOT) -> tuple[Path, Path]:
+                  build_args: Sequence[str] = VERILATOR_ARGS, root: Path = BUILD_ROOT,
+                  opt: str = "-O0") -> tuple[Path, Path]:
     """Write the Verilog under ``root/<name>-<hash>/``; returns ``(build_dir, verilog_file)``."""
     import cocotb
 
     top_name = top_name or name
     text = to_verilog(component, top_name)
-    key = "\0".join([text, *build_args, MAKE_VARS, cocotb.__version__]).encode()
+    key = "\0".join([text, *build_args, make_vars(opt), cocotb.__version__]).encode()
     build_dir = Path(root) / f"{name}-{hashlib.sha256(key).hexdigest()[:12]}"
     build_dir.mkdir(parents=True, exist_ok=True)
     vfile = build_dir / f"{top_name}.v"
@@ -73,7 +82,7 @@ def ensure_verilator() -> Path:
 
 
 @contextmanager
-def tool_env(extra: Mapping[str, str] | None = None) -> Iterator[None]:
+def tool_env(extra: Mapping[str, str] | None = None, opt: str = "-O0") -> Iterator[None]:
     """os.environ for the runner: venv bin first on PATH (Verilator's Makefile calls ``python``),
     OBJCACHE=ccache when available, plus ``extra``. The runner copies os.environ, hence the patch."""
     saved = dict(os.environ)
@@ -84,7 +93,8 @@ def tool_env(extra: Mapping[str, str] | None = None) -> Iterator[None]:
         if "OBJCACHE" not in os.environ and shutil.which("ccache"):
             os.environ["OBJCACHE"] = "ccache"
         flags = saved.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = f"{flags} {MAKE_VARS}" if flags else MAKE_VARS
+        mv = make_vars(opt)
+        os.environ["MAKEFLAGS"] = f"{flags} {mv}" if flags else mv
         os.environ.update(extra or {})
         yield
     finally:
@@ -110,9 +120,10 @@ class CocotbFailure(AssertionError):
 def run_cocotb(component, *, name: str, test_module: str, top_name: str | None = None,
                extra_env: Mapping[str, str] | None = None, build_args: Sequence[str] = VERILATOR_ARGS,
                testcase: str | Sequence[str] | None = None, seed: int | None = None,
-               always: bool = False, waves: bool = False, root: Path = BUILD_ROOT) -> Path:
+               always: bool = False, waves: bool = False, root: Path = BUILD_ROOT, opt: str = "-O0") -> Path:
     """Build ``component`` with Verilator (skipped when already built, unless ``always``) and run the
-    cocotb tests of ``test_module`` (a dotted module name importable here) on it.
+    cocotb tests of ``test_module`` (a dotted module name importable here) on it. ``opt``: the C++
+    optimization of the per-cycle code (-O0 builds fastest; a big design simulates much faster at -O1+).
 
     ``extra_env`` reaches the testbench as environment variables (e.g. the design's parameters).
     Returns the results XML; raises :class:`CocotbFailure` if any test failed or none ran.
@@ -122,11 +133,11 @@ def run_cocotb(component, *, name: str, test_module: str, top_name: str | None =
 
     top_name = top_name or name
     key_args = [*build_args, "--trace"] if waves else list(build_args)  # a traced model is another build
-    build_dir, vfile = write_verilog(component, name, top_name=top_name, build_args=key_args, root=root)
+    build_dir, vfile = write_verilog(component, name, top_name=top_name, build_args=key_args, root=root, opt=opt)
     ensure_verilator()
     runner = get_runner("verilator")
     results = build_dir / "run" / f"{test_module.rsplit('.', 1)[-1]}.results.xml"
-    with tool_env(), build_lock(build_dir):
+    with tool_env(opt=opt), build_lock(build_dir):
         stamp = build_dir / _STAMP
         if always or not stamp.is_file() or not (build_dir / top_name).is_file():
             stamp.unlink(missing_ok=True)

@@ -1,0 +1,106 @@
+"""The whole accelerator under cocotb on Verilator (sim/cocotb/tb_accel.py): cocotbext-axi RAM models on
+the four HP ports (random latency and stalls) holding the image, the program and the KV cache, the
+registers through AxiLiteMaster. For the demo, tiny-qwen2, tiny-llama and tiny-bitnet presets: a
+6-token prefill (two blocks of B = 4) and three decodes, the shortlist and every traced intermediate
+equal to the golden model's bit for bit. Faults (read error, write error, abort mid-pass, bad opcode,
+program past its size, bad token) end the call with the right status, and a clean call follows.
+
+One Verilator build of one accelerator (small maxima that hold every preset) serves every case: the
+module fixture runs them all in one cocotb run; the tests check their own case's entry.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from accel_models import PRESETS, preset_image
+from ternfpga.rtl.accel_params import AccelParams
+
+pytest.importorskip("cocotbext.axi")
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None or shutil.which("make") is None,
+                                reason="Verilator models need g++ and make")
+
+PARAMS = AccelParams(batch=4, max_hidden=128, max_ffn=352, max_heads=4, max_kv_heads=2, max_head_dim=32,
+                     max_ctx=32, max_vocab=512, max_layers=4, max_head_k=256)
+TB_MODULE = "ternfpga.sim.cocotb.tb_accel"
+FAULTS = {
+    "read_error": {"kind": "read_error", "tensor": "layers.1.gate.trits", "at": 4096 + 32, "code": "AXI_READ"},
+    "write_error": {"kind": "write_error", "layer": 0, "code": "AXI_WRITE"},
+    "abort": {"kind": "abort", "after": 3000, "code": "ABORTED"},
+    "bad_opcode": {"kind": "bad_opcode", "desc": 7, "code": "BAD_OPCODE"},
+    "bounds": {"kind": "bounds", "code": "PROGRAM_BOUNDS"},
+    "bad_token": {"kind": "bad_token", "index": 2, "code": "BAD_TOKEN"},
+}
+
+
+def calls_for(vocab: int, seed: int) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, vocab, 6).tolist()] + [[int(rng.integers(0, vocab))] for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    from ternfpga.host.program import traceable
+    from ternfpga.quant.image import ModelImage
+    from ternfpga.sim.cocotb.build import FAST_MODEL_ARGS, VERILATOR_ARGS, CocotbFailure, run_cocotb
+    from ternfpga.sim.cocotb.tb_accel import CONFIG_ENV, accel_top
+
+    root = tmp_path_factory.mktemp("accel")
+    cases = []
+    for i, preset in enumerate(PRESETS):
+        img = preset_image(root, preset)
+        cfg = ModelImage.open(img).config
+        cases.append({"name": preset, "image": str(img), "calls": calls_for(cfg.vocab, i), "seed": i,
+                      "trace": traceable(cfg.layers), "latency": [1, 40], "pause": 0.1})
+    img = preset_image(root, "tiny-qwen2")
+    for j, (name, fault) in enumerate(FAULTS.items()):
+        calls = [[5, 9, 11, 300, 2, 7], [17, 4, 9], [3]]
+        if name == "bad_token":
+            calls[0] = [5, 9, 900, 3]
+        cases.append({"name": f"fault_{name}", "image": str(img), "calls": calls, "seed": 100 + j,
+                      "fault": fault, "latency": [1, 20], "pause": 0.05})
+    out = root / "results.json"
+    cfg_path = root / "accel_tb.json"
+    cfg_path.write_text(json.dumps({"params": {k: v for k, v in PARAMS.to_dict().items() if k != "vmem_depth"},
+                                    "results": str(out), "cases": cases}, indent=1))
+    t0 = time.perf_counter()
+    failure = None
+    try:
+        run_cocotb(accel_top(PARAMS), name="accel", test_module=TB_MODULE, extra_env={CONFIG_ENV: str(cfg_path)},
+                   build_args=[*VERILATOR_ARGS, *FAST_MODEL_ARGS], opt="-O1")
+    except CocotbFailure as e:
+        failure = str(e)
+    done = {r["name"]: r for r in (json.loads(out.read_text()) if out.is_file() else [])}
+    print(f"\naccelerator: cocotb run (Verilog, build, simulation) {time.perf_counter() - t0:.0f} s")
+    for r in done.values():
+        for c in r["calls"]:
+            if "cycles_total" in c:
+                print(f"  {r['name']}: {c.get('tokens', '?')} tokens at {c.get('position', 0)}: {c['cycles_total']} "
+                      f"cycles (matmul {c['cycles_matmul']}, attention {c['cycles_attention']}, vector "
+                      f"{c['cycles_vector']}, head {c['cycles_head']}, memstall {c['cycles_memstall']}, "
+                      f"{c['ops']} ops), {c['wall_s']} s")
+    for c in cases:
+        done.setdefault(c["name"], {"name": c["name"], "ok": False, "message": failure or "not run"})
+    return done
+
+
+def check(results, name):
+    r = results[name]
+    assert r["ok"], f"{name}: {r.get('message')}"
+    return r
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_prefill_and_decode_match_golden(results, preset):
+    r = check(results, preset)
+    assert len(r["calls"]) == 4
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_fault_reports_and_recovers(results, fault):
+    r = check(results, f"fault_{fault}")
+    assert r["calls"][0]["error"] and len(r["calls"]) == 3
