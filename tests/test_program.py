@@ -149,3 +149,32 @@ def test_bad_token(images):
     with pytest.raises(DeviceError) as e:
         dev.call([1, 700])
     assert e.value.code == ErrorCode.BAD_TOKEN and e.value.addr == dev.prog.layout.tokens + 4
+
+
+@pytest.mark.parametrize("name,dims", [
+    ("qwen2.5-0.5b", dict(hidden=896, ffn=4864, layers=24, heads=14, kv_heads=2, head_dim=64, vocab=151936)),
+    ("bitnet-b1.58-large", dict(hidden=1536, ffn=4096, layers=24, heads=16, kv_heads=16, head_dim=96, vocab=32002)),
+    ("bitnet-b1.58-2b-4t", dict(hidden=2560, ffn=6912, layers=30, heads=20, kv_heads=5, head_dim=128, vocab=128256)),
+])
+def test_default_maxima_run_the_target_models(name, dims):
+    """The default accelerator takes Qwen2.5-0.5B and both BitNet b1.58 models, and its VMEM holds them."""
+    from types import SimpleNamespace
+
+    from ternfpga.rtl.vmem_plan import vmem_plan
+
+    p = AccelParams()
+    cfg = SimpleNamespace(**dims, q_dim=dims["heads"] * dims["head_dim"])
+    p.check_model(cfg, head_k=256)
+    assert vmem_plan(dims["hidden"], dims["ffn"], dims["heads"], dims["kv_heads"], dims["head_dim"]).total <= p.vmem_words
+    assert max(dims["hidden"], dims["ffn"], cfg.q_dim) <= p.max_k
+
+
+@pytest.mark.parametrize("dim,value", [("ffn", 8192), ("vocab", 200000), ("head_dim", 256), ("layers", 80)])
+def test_default_maxima_refuse_bigger_models(dim, value):
+    from types import SimpleNamespace
+
+    dims = dict(hidden=896, ffn=4864, layers=24, heads=14, kv_heads=2, head_dim=64, vocab=151936)
+    dims[dim] = value
+    cfg = SimpleNamespace(**dims, q_dim=dims["heads"] * dims["head_dim"])
+    with pytest.raises(TernError, match=f"the model's {dim} {value} exceeds the accelerator's maximum"):
+        AccelParams().check_model(cfg, head_k=256)

@@ -41,3 +41,40 @@ def test_refuses_configs_that_cannot_work(tmp_path, args, reason):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: engine config refused") and reason in lines[0]
     assert not out.exists()
+
+
+ACCEL_SMALL = ["--batch", "2", "--max-hidden", "64", "--max-ffn", "160", "--max-heads", "4", "--max-kv-heads", "2",
+               "--max-head-dim", "16", "--max-ctx", "16", "--max-vocab", "512", "--max-head-k", "16",
+               "--max-layers", "2", "--q-lanes", "2"]
+
+
+def test_generates_the_accelerator(tmp_path, capsys):
+    from ternfpga.rtl.control.regmap import REGMAP
+    from ternfpga.sim.numerics.spec import NUMERICS_VERSION
+
+    assert main(["rtl", "accel", *ACCEL_SMALL, "-o", str(tmp_path / "acc")]) == 0
+    v = (tmp_path / "acc" / "tern_accel.v").read_text()
+    assert "module tern_accel" in v
+    for port in ("hp0__araddr", "hp3__wdata", "hp1__bresp", "s_axil__awaddr", "s_axil__rdata", "irq"):
+        assert port in v, port
+    meta = json.loads((tmp_path / "acc" / "tern_accel.json").read_text())
+    assert meta["params"]["batch"] == 2 and meta["params"]["max_hidden"] == 64
+    assert meta["numerics_version"] == NUMERICS_VERSION and meta["regmap_version"] == REGMAP.version
+    assert meta["identification"]["PARAMS_HASH"] == meta["params_hash"]
+    assert "params hash" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,reason", [
+    (["--max-head-dim", "100"], "multiples of 16"),
+    (["--batch", "0"], "batch 0"),
+    (["--max-kv-heads", "64"], "max_kv_heads must be <= max_heads"),
+    (["--max-ctx", "100000"], "max_ctx 100000"),
+])
+def test_refuses_accelerators_that_cannot_work(tmp_path, args, reason):
+    out = tmp_path / "gen"
+    r = subprocess.run([sys.executable, "-m", "ternfpga.host.cli", "rtl", "accel", *args, "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: accelerator config refused") and reason in lines[0], lines
+    assert not out.exists()

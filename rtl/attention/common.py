@@ -33,8 +33,9 @@ def pick(m: Module, items: list, index, shape, name: str):
 
 
 def score_width(max_head_dim: int) -> int:
-    """Signed width of q8 . k8 over ``max_head_dim`` terms (|int8 x int8| <= 2**14)."""
-    return (max_head_dim << 14).bit_length() + 1
+    """Signed width of q8 . k8 over ``max_head_dim`` terms (|int8 x int8| <= 2**14), at least the 21 bits
+    the QK array's per-beat chain carries."""
+    return max(21, (max_head_dim << 14).bit_length() + 1)
 
 
 def acc_width(max_ctx: int) -> int:
