@@ -2,31 +2,29 @@
 the four HP ports (random latency and stalls) holding the image, the program and the KV cache, the
 registers through AxiLiteMaster. For the demo, tiny-qwen2, tiny-llama and tiny-bitnet presets: a
 6-token prefill (two blocks of B = 4, the second one partial; 16 tokens for tiny-qwen2) and three
-decodes, the shortlist and every traced intermediate equal to the golden model's bit for bit. Faults (read error, write error, abort mid-pass, bad opcode,
-program past its size, bad token) end the call with the right status, and a clean call follows.
+decodes, the shortlist and every traced intermediate equal to the golden model's bit for bit. Faults
+(read error, write error, abort mid-pass, bad opcode, program past its size, bad token) end the call with
+the right status, and a clean call follows.
 
 One Verilator build of one accelerator (small maxima that hold every preset) serves every case: the
 module fixture runs them all in one cocotb run; the tests check their own case's entry.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 
 import numpy as np
 import pytest
 
-from accel_models import PRESETS, preset_image
-from ternfpga.rtl.accel_params import AccelParams
+from ternfpga.sim.presets import PRESETS, preset_image
+from ternfpga.sim.cocotb.tb_accel import counters_line, run_cases, tiny_params
 
 pytest.importorskip("cocotbext.axi")
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None or shutil.which("make") is None,
                                 reason="Verilator models need g++ and make")
 
-PARAMS = AccelParams(batch=4, max_hidden=128, max_ffn=352, max_heads=4, max_kv_heads=2, max_head_dim=32,
-                     max_ctx=32, max_vocab=512, max_layers=4, max_head_k=256)
-TB_MODULE = "ternfpga.sim.cocotb.tb_accel"
+PARAMS = tiny_params()
 FAULTS = {
     "read_error": {"kind": "read_error", "tensor": "layers.1.gate.trits", "at": 4096 + 32, "code": "AXI_READ"},
     "write_error": {"kind": "write_error", "layer": 0, "code": "AXI_WRITE"},
@@ -46,8 +44,6 @@ def calls_for(vocab: int, seed: int, prefill: int = 6) -> list[list[int]]:
 def results(tmp_path_factory):
     from ternfpga.host.program import traceable
     from ternfpga.quant.image import ModelImage
-    from ternfpga.sim.cocotb.build import FAST_MODEL_ARGS, VERILATOR_ARGS, CocotbFailure, run_cocotb
-    from ternfpga.sim.cocotb.tb_accel import CONFIG_ENV, accel_top
 
     root = tmp_path_factory.mktemp("accel")
     cases = []
@@ -65,26 +61,14 @@ def results(tmp_path_factory):
             calls[0] = [5, 9, 900, 3]
         cases.append({"name": f"fault_{name}", "image": str(img), "calls": calls, "seed": 100 + j,
                       "fault": fault, "latency": [1, 20], "pause": 0.05})
-    out = root / "results.json"
-    cfg_path = root / "accel_tb.json"
-    cfg_path.write_text(json.dumps({"params": {k: v for k, v in PARAMS.to_dict().items() if k != "vmem_depth"},
-                                    "results": str(out), "cases": cases}, indent=1))
     t0 = time.perf_counter()
-    failure = None
-    try:
-        run_cocotb(accel_top(PARAMS), name="accel", test_module=TB_MODULE, extra_env={CONFIG_ENV: str(cfg_path)},
-                   build_args=[*VERILATOR_ARGS, *FAST_MODEL_ARGS], opt="-O1")
-    except CocotbFailure as e:
-        failure = str(e)
-    done = {r["name"]: r for r in (json.loads(out.read_text()) if out.is_file() else [])}
+    done, failure = run_cases(PARAMS, cases, root / "run")
     print(f"\naccelerator: cocotb run (Verilog, build, simulation) {time.perf_counter() - t0:.0f} s")
     for r in done.values():
         for c in r["calls"]:
             if "cycles_total" in c:
-                print(f"  {r['name']}: {c.get('tokens', '?')} tokens at {c.get('position', 0)}: {c['cycles_total']} "
-                      f"cycles (matmul {c['cycles_matmul']}, attention {c['cycles_attention']}, vector "
-                      f"{c['cycles_vector']}, head {c['cycles_head']}, memstall {c['cycles_memstall']}, "
-                      f"{c['ops']} ops), {c['wall_s']} s")
+                print(f"  {r['name']}: {c.get('tokens', '?')} tokens at {c.get('position', 0)}: {counters_line(c)}, "
+                      f"{c['wall_s']} s")
     for c in cases:
         done.setdefault(c["name"], {"name": c["name"], "ok": False, "message": failure or "not run"})
     return done

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accel_models import PRESETS, preset_image
+from ternfpga.sim.presets import PRESETS, preset_image
 from ternfpga.host.ddr import ddr_image
 from ternfpga.host.program import compile_program, traceable
 from ternfpga.quant.errors import TernError

@@ -37,10 +37,47 @@ CLOCK_NS = 4
 DDR_BASE = 0x8_0000_0000  # the KV260's upper DDR window: bit 35 set in every address
 
 
+def tiny_params():
+    """An accelerator whose small maxima hold every synth preset (demo, tiny-*): the one the tests and the
+    tiny benchmarks build (a Verilator build per parameter set)."""
+    from ternfpga.rtl.accel_params import AccelParams
+
+    return AccelParams(batch=4, max_hidden=128, max_ffn=352, max_heads=4, max_kv_heads=2, max_head_dim=32,
+                       max_ctx=32, max_vocab=512, max_layers=4, max_head_k=256)
+
+
 def accel_top(params):
     from ternfpga.rtl.accel import Accelerator
 
     return Accelerator(params)
+
+
+def run_cases(params, cases: list[dict], workdir: Path) -> tuple[dict[str, dict], str | None]:
+    """Run ``cases`` (dicts as in the module docstring) in one cocotb run on one Verilator model of
+    ``params``. Returns ({name: result entry}, the run's failure message or None)."""
+    from ternfpga.sim.cocotb.build import FAST_MODEL_ARGS, VERILATOR_ARGS, CocotbFailure, run_cocotb
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / "results.json"
+    out.unlink(missing_ok=True)
+    cfg = workdir / "accel_tb.json"
+    cfg.write_text(json.dumps({"params": {k: v for k, v in params.to_dict().items() if k != "vmem_depth"},
+                               "results": str(out), "cases": cases}, indent=1))
+    failure = None
+    try:
+        # Verilator -O3 and C++ -O1: the model's evaluation, not the bus models, sets the speed here
+        run_cocotb(accel_top(params), name="accel", test_module=__name__, extra_env={CONFIG_ENV: str(cfg)},
+                   build_args=[*VERILATOR_ARGS, *FAST_MODEL_ARGS], opt="-O1")
+    except CocotbFailure as e:
+        failure = str(e)
+    done = {r["name"]: r for r in (json.loads(out.read_text()) if out.is_file() else [])}
+    return done, failure
+
+
+def counters_line(c: dict) -> str:
+    return (f"{c['cycles_total']} cycles (matmul {c['cycles_matmul']}, attention {c['cycles_attention']}, vector "
+            f"{c['cycles_vector']}, head {c['cycles_head']}, memstall {c['cycles_memstall']}, {c['ops']} ops)")
 
 
 class DdrFault(Exception):

@@ -1,4 +1,5 @@
-"""Quantized images of the synth presets the accelerator tests run (written once per test session)."""
+"""Quantized images of the synth presets that the accelerator tests and benchmarks run (written once,
+then reused)."""
 from __future__ import annotations
 
 from pathlib import Path
