@@ -46,6 +46,7 @@ bench: setup
 	$(PY) benchmarks/quantize_qwen05b.py
 	$(PY) benchmarks/golden_decode.py
 	$(PY) benchmarks/engine_beat_efficiency.py
+	$(PY) benchmarks/accel_cycles.py
 	$(PY) -m ternfpga.host.cli estimate
 
 clean:
