@@ -25,10 +25,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from .signature import BURST_INCR, AxiReadSignature
+from . import bursts
+from .signature import AxiReadSignature
 
-PAGE_BYTES = 4096  # AXI4: an INCR burst must not cross a 4 KiB boundary
-ARCACHE_NORMAL = 0b0011  # normal non-cacheable bufferable: lets the interconnect merge/split
+PAGE_BYTES = bursts.PAGE_BYTES
 
 
 def cmd_layout(addr_width: int, len_width: int) -> data.StructLayout:
@@ -84,38 +84,11 @@ class AxiReader(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         axi, shift = self.axi, self.beat_shift
-        page_bits = exact_log2(PAGE_BYTES) - shift  # beats per 4 KiB page, as a power of two
 
-        # Issue side: next beat address (in beats), beats left to request, beats to the next 4 KiB
-        # boundary -- all registered, so the burst length below is two compares from flip-flops.
-        active = Signal()
-        beat_addr = Signal(self.addr_width - shift)
-        remaining = Signal(self.len_width)
-        page = 1 << page_bits
-        page_left = Signal(range(page + 1))
-        burst_ok = Signal()  # the registered burst length below is up to date
-        m.d.comb += self.cmd.ready.eq(~active)
-        with m.If(self.cmd.valid & ~active):
-            m.d.sync += [
-                beat_addr.eq(self.cmd.payload.addr[shift:]),
-                remaining.eq(self.cmd.payload.beats),
-                page_left.eq(page - self.cmd.payload.addr[shift:shift + page_bits]),
-                active.eq(self.cmd.payload.beats != 0),
-            ]
-            if self.max_burst > 1:
-                m.d.sync += burst_ok.eq(0)
-
-        # Burst length = min(remaining, max_burst, beats to the next 4 KiB boundary), registered: it is
-        # worked out in the cycle after the state changes, so ARs go out at most every other cycle
-        # (every cycle when max_burst is 1 and there is nothing to work out) -- ample for bursts that
-        # each carry many beats, and it keeps the compare/subtract chains apart.
-        burst = Signal(range(self.max_burst + 1))
-        if self.max_burst == 1:
-            m.d.comb += [burst.eq(1), burst_ok.eq(1)]
-        else:
-            limit = Mux(page_left < self.max_burst, page_left, self.max_burst)
-            with m.If(active & ~burst_ok):
-                m.d.sync += [burst.eq(Mux(remaining < limit, remaining, limit)), burst_ok.eq(1)]
+        # Issue side: the command split into 4 KiB-safe bursts (rtl/axi/bursts.py), all from registers.
+        bs = bursts.split(m, self.cmd, addr_width=self.addr_width, len_width=self.len_width,
+                          data_width=self.data_width, max_burst=self.max_burst)
+        active, burst, burst_ok = bs.active, bs.burst, bs.ready
 
         # Credits: beats requested and not yet consumed; bursts whose last beat has not arrived.
         # Both checks are registered one cycle ahead and reserve a whole max_burst (conservative for
@@ -133,27 +106,7 @@ class AxiReader(wiring.Component):
         # The AR register reloads when empty or being accepted.
         issue = Signal()
         m.d.comb += issue.eq(active & burst_ok & (~axi.arvalid | axi.arready) & credit_ok & slot_ok)
-        with m.If(issue):
-            m.d.sync += [
-                axi.arvalid.eq(1),
-                axi.araddr.eq(Cat(Const(0, shift), beat_addr)),
-                axi.arlen.eq(burst - 1),
-                beat_addr.eq(beat_addr + burst),
-                remaining.eq(remaining - burst),
-                page_left.eq(Mux(burst == page_left, page, page_left - burst)),
-                active.eq(remaining != burst),
-            ]
-            if self.max_burst > 1:
-                m.d.sync += burst_ok.eq(0)
-        with m.Elif(axi.arready):
-            m.d.sync += axi.arvalid.eq(0)
-        m.d.comb += [
-            axi.arsize.eq(shift),
-            axi.arburst.eq(BURST_INCR),
-            axi.arcache.eq(ARCACHE_NORMAL),
-            axi.arprot.eq(0),
-            axi.arid.eq(0),
-        ]
+        bursts.drive_address(m, axi, "ar", bs, issue, self.data_width)
         reserved_next = Signal(range(self.fifo_depth + self.max_burst + 1))
         outstanding_next = Signal(range(self.max_outstanding + 2))
         m.d.comb += [reserved_next.eq(reserved + Mux(issue, burst, 0) - pop),

@@ -22,8 +22,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from .reader import ARCACHE_NORMAL, PAGE_BYTES, cmd_layout
-from .signature import BURST_INCR, AxiWriteSignature
+from . import bursts
+from .reader import cmd_layout
+from .signature import AxiWriteSignature
 
 
 def beat_layout(data_width: int) -> data.StructLayout:
@@ -80,36 +81,11 @@ class AxiWriter(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         axi, shift = self.axi, self.beat_shift
-        page_bits = exact_log2(PAGE_BYTES) - shift  # beats per 4 KiB page, as a power of two
 
-        # Issue side, as in AxiReader: next beat address, beats left, beats to the next 4 KiB boundary.
-        active = Signal()
-        beat_addr = Signal(self.addr_width - shift)
-        remaining = Signal(self.len_width)
-        page = 1 << page_bits
-        page_left = Signal(range(page + 1))
-        burst_ok = Signal()  # the registered burst length below is up to date
-        cmd_take = Signal()
-        m.d.comb += [self.cmd.ready.eq(~active), cmd_take.eq(self.cmd.valid & ~active)]
-        with m.If(cmd_take):
-            m.d.sync += [
-                beat_addr.eq(self.cmd.payload.addr[shift:]),
-                remaining.eq(self.cmd.payload.beats),
-                page_left.eq(page - self.cmd.payload.addr[shift:shift + page_bits]),
-                active.eq(self.cmd.payload.beats != 0),
-            ]
-            if self.max_burst > 1:
-                m.d.sync += burst_ok.eq(0)
-
-        # Burst length = min(remaining, max_burst, beats to the 4 KiB boundary), registered: worked out
-        # in the cycle after the state changes, so AWs go out at most every other cycle.
-        burst = Signal(range(self.max_burst + 1))
-        if self.max_burst == 1:
-            m.d.comb += [burst.eq(1), burst_ok.eq(1)]
-        else:
-            limit = Mux(page_left < self.max_burst, page_left, self.max_burst)
-            with m.If(active & ~burst_ok):
-                m.d.sync += [burst.eq(Mux(remaining < limit, remaining, limit)), burst_ok.eq(1)]
+        # Issue side: the command split into 4 KiB-safe bursts (rtl/axi/bursts.py), all from registers.
+        bs = bursts.split(m, self.cmd, addr_width=self.addr_width, len_width=self.len_width,
+                          data_width=self.data_width, max_burst=self.max_burst)
+        active, burst, burst_ok, beat_addr = bs.active, bs.burst, bs.ready, bs.beat_addr
 
         # Data FIFO. ``avail``: beats in it not yet claimed by an issued AW (a push counts from the
         # next cycle, by when the beat is stored). Claimed beats leave on W without waiting for anyone
@@ -134,27 +110,7 @@ class AxiWriter(wiring.Component):
         # The AW register reloads when empty or being accepted.
         issue = Signal()
         m.d.comb += issue.eq(active & burst_ok & (~axi.awvalid | axi.awready) & slot_ok & (avail >= burst))
-        with m.If(issue):
-            m.d.sync += [
-                axi.awvalid.eq(1),
-                axi.awaddr.eq(Cat(Const(0, shift), beat_addr)),
-                axi.awlen.eq(burst - 1),
-                beat_addr.eq(beat_addr + burst),
-                remaining.eq(remaining - burst),
-                page_left.eq(Mux(burst == page_left, page, page_left - burst)),
-                active.eq(remaining != burst),
-            ]
-            if self.max_burst > 1:
-                m.d.sync += burst_ok.eq(0)
-        with m.Elif(axi.awready):
-            m.d.sync += axi.awvalid.eq(0)
-        m.d.comb += [
-            axi.awsize.eq(shift),
-            axi.awburst.eq(BURST_INCR),
-            axi.awcache.eq(ARCACHE_NORMAL),
-            axi.awprot.eq(0),
-            axi.awid.eq(0),
-        ]
+        bursts.drive_address(m, axi, "aw", bs, issue, self.data_width)
         outstanding_next = Signal(range(self.max_outstanding + 2))
         m.d.comb += outstanding_next.eq(outstanding + issue - b_beat)
         m.d.sync += [
