@@ -17,6 +17,7 @@ from ternfpga.rtl.control.isa import Descriptor, ErrorCode, Op
 from ternfpga.sim.golden.attention import logit_constant
 from ternfpga.sim.isa_model import Ctx, IsaModel, pf_word
 from ternfpga.sim.models.axi_mem import AxiReadMemory
+from ternfpga.sim.models.op_unit import run_op
 from ternfpga.sim.models.vmem import VmemModel, from_words
 from ternfpga.sim.numerics.fixed import quantize_absmax
 from ternfpga.sim.numerics.spec import FX_ONE_LSB
@@ -109,29 +110,13 @@ class Bench:
 
     async def run_op(self, ctx, case: Case, limit: int = 100_000, **over) -> tuple[int, int, int, int]:
         """One ATTN op; checks busy/done; returns (error, error_addr, cycles, stall cycles)."""
-        op = self.op
         fields = case.desc(**over)
         m, e = fields.pop("scale0")
-        ctx.set(op.desc, {**fields, "scale0": {"m": m, "e": e}})
-        ctx.set(op.ctx, {"T": case.T, "pos0": case.pos0, "ddr_base": BASE})
         for _ in range(self.rng.randrange(3)):
             await ctx.tick()
-        ctx.set(op.start, 1)
-        await ctx.tick()
-        ctx.set(op.start, 0)
-        cycles = stalls = 0
-        while True:
-            busy, done, error, addr, stall = (ctx.get(s) for s in (op.busy, op.done, op.error, op.error_addr,
-                                                                    op.stall))
-            assert busy, "busy low before done"
-            cycles += 1
-            stalls += stall
-            assert cycles < limit, "the op did not finish"
-            await ctx.tick()
-            if done:
-                break
-        assert not ctx.get(op.busy) and not ctx.get(op.done)
-        return error, addr, cycles, stalls
+        r = await run_op(ctx, self.op, {**fields, "scale0": {"m": m, "e": e}},
+                         {"T": case.T, "pos0": case.pos0, "ddr_base": BASE}, limit=limit, idle_after=1)
+        return r.error, r.error_addr, r.cycles, r.stalls
 
     def expected(self, case: Case, vmem_words: np.ndarray) -> np.ndarray:
         """IsaModel.op_attn on the same DDR and VMEM: the VMEM afterwards (signed words)."""

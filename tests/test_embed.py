@@ -13,6 +13,7 @@ from ternfpga.rtl.control.isa import Descriptor, ErrorCode, Flag, Op
 from ternfpga.rtl.vector.embed import EmbedOp
 from ternfpga.sim.isa_model import Ctx, DeviceError, IsaModel
 from ternfpga.sim.models.axi_mem import AxiReadMemory
+from ternfpga.sim.models.op_unit import run_op
 from ternfpga.sim.models.vmem import VmemModel
 
 SMALL = AccelParams(batch=2, max_hidden=128, max_ffn=352, max_heads=4, max_kv_heads=2, max_head_dim=64,
@@ -53,26 +54,10 @@ def run_embed(params: AccelParams, ddr: bytearray, desc: Descriptor, T: int, tok
     result = {}
 
     async def bench(ctx):
-        ctx.set(dut.desc.as_value(), int.from_bytes(desc.pack(), "little"))
-        ctx.set(dut.ctx.T, T)
-        ctx.set(dut.ctx.tok0, tok0)
-        ctx.set(dut.ctx.ddr_base, BASE)
-        ctx.set(dut.ctx.tokens, TOKENS)
         await ctx.tick()
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        for cycle in range(1, 50_000):
-            busy, done, err, addr = (await ctx.tick().sample(dut.busy, dut.done, dut.error, dut.error_addr))[2:]
-            assert busy, "busy must stay high up to and including done"
-            if done:
-                result.update(error=err, addr=addr, cycles=cycle)
-                break
-        else:
-            raise AssertionError("no done")
-        for _ in range(3):
-            _, _, busy, done = await ctx.tick().sample(dut.busy, dut.done)
-            assert not busy and not done
+        r = await run_op(ctx, dut, desc, {"T": T, "tok0": tok0, "ddr_base": BASE, "tokens": TOKENS}, limit=50_000,
+                         idle_after=3)
+        result.update(error=r.error, addr=r.error_addr, cycles=r.cycles)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

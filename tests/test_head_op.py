@@ -18,6 +18,7 @@ from ternfpga.rtl.head.op import HeadOp
 from ternfpga.sim.golden.head import shortlist, top_k_indices
 from ternfpga.sim.isa_model import pf_word
 from ternfpga.sim.models.axi_mem import AxiReadMemory, AxiWriteMemory
+from ternfpga.sim.models.op_unit import run_op
 from ternfpga.sim.models.vmem import VmemModel
 from ternfpga.sim.numerics import pf
 from ternfpga.sim.numerics.pf import PF
@@ -119,28 +120,12 @@ class Bench:
 
     async def run_op(self, ctx, n: int, k: int, T: int, limit: int = 20_000) -> tuple[int, int, int, int]:
         """Start one HEAD op; check busy/done; return (error, error_addr, cycles, stall cycles)."""
-        op = self.op
-        ctx.set(op.desc, {"op": Op.HEAD, "n": n, "count": k, "src": SRC, "aux": AUX,
-                          "addr0": ADDR0, "addr1": ADDR1, "addr2": ADDR2})
-        ctx.set(op.ctx, {"T": T, "ddr_base": BASE})
         for _ in range(self.rng.randrange(3)):
             await ctx.tick()
-        ctx.set(op.start, 1)
-        await ctx.tick()
-        ctx.set(op.start, 0)
-        cycles = stalls = 0
-        while True:
-            busy, done, error, addr, stall = (ctx.get(s) for s in (op.busy, op.done, op.error, op.error_addr,
-                                                                    op.stall))
-            assert busy, "busy low before done"
-            cycles += 1
-            stalls += stall
-            assert cycles < limit, "the op did not finish"
-            await ctx.tick()
-            if done:
-                break
-        assert not ctx.get(op.busy) and not ctx.get(op.done)
-        return error, addr, cycles, stalls
+        r = await run_op(ctx, self.op, {"op": Op.HEAD, "n": n, "count": k, "src": SRC, "aux": AUX,
+                                        "addr0": ADDR0, "addr1": ADDR1, "addr2": ADDR2},
+                         {"T": T, "ddr_base": BASE}, limit=limit, idle_after=1)
+        return r.error, r.error_addr, r.cycles, r.stalls
 
     def result(self, count: int) -> tuple[np.ndarray, np.ndarray]:
         raw = np.frombuffer(bytes(self.mem[ADDR2:ADDR2 + 8 * count]), "<u4").reshape(count, 2)

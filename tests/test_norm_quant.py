@@ -16,6 +16,7 @@ from ternfpga.rtl.control.isa import Descriptor, ErrorCode, Flag, NormMode, Op
 from ternfpga.rtl.vector.norm_quant import NormQuantOp
 from ternfpga.sim.isa_model import Ctx, IsaModel, pf_word
 from ternfpga.sim.models.axi_mem import AxiReadMemory
+from ternfpga.sim.models.op_unit import run_op as run_unit_op
 from ternfpga.sim.models.vmem import VmemModel
 from ternfpga.sim.numerics import pf
 
@@ -127,24 +128,10 @@ def run_op(params, ddr, vmem, desc, T, *, flags=0, seed=0, act_stall=0.3, error_
                 xs.append((lane, value))
 
     async def bench(ctx):
-        ctx.set(dut.desc.as_value(), int.from_bytes(desc.pack(), "little"))
-        ctx.set(dut.ctx.T, T)
-        ctx.set(dut.ctx.ddr_base, BASE)
         await ctx.tick()
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        for cycle in range(1, 100_000):
-            busy, done, err, addr = (await ctx.tick().sample(dut.busy, dut.done, dut.error, dut.error_addr))[2:]
-            assert busy, "busy must stay high up to and including done"
-            if done:
-                result.update(error=err, addr=addr, cycles=cycle)
-                break
-        else:
-            raise AssertionError("no done")
-        for _ in range(4):
-            _, _, busy, done, valid = await ctx.tick().sample(dut.busy, dut.done, dut.act.valid)
-            assert not (busy or done or valid)
+        r = await run_unit_op(ctx, dut, desc, {"T": T, "ddr_base": BASE}, limit=100_000, idle_after=4)
+        result.update(error=r.error, addr=r.error_addr, cycles=r.cycles)
+        assert not ctx.get(dut.act.valid), "act.valid after done"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -12,6 +12,7 @@ from ternfpga.rtl.accel_params import AccelParams
 from ternfpga.rtl.control.isa import Descriptor, ErrorCode
 from ternfpga.sim.isa_model import Ctx, IsaModel
 from ternfpga.sim.models.axi_mem import AxiReadMemory, AxiWriteMemory
+from ternfpga.sim.models.op_unit import run_op
 from ternfpga.sim.models.vmem import VmemModel, from_words, to_words
 
 PARAMS = AccelParams(batch=2, max_hidden=128, max_ffn=256, max_heads=4, max_kv_heads=2, max_head_dim=128,
@@ -83,30 +84,11 @@ class Bench:
             self.rmem.error_addrs = {DDR_BASE + a for a in (case.read_errors or ())}
         if self.wmem is not None:
             self.wmem.error_ranges = [(DDR_BASE + lo, DDR_BASE + hi) for lo, hi in (case.write_errors or ())]
-        word = int.from_bytes(case.desc.pack(), "little")
-        ctx.set(dut.desc.as_value(), word)
         c = case.ctx
-        ctx.set(dut.ctx, {"T": c.T, "pos0": c.pos0, "tok0": c.tok0, "last_block": int(c.last_block),
-                          "ddr_base": DDR_BASE, "tokens": 0})
-        assert not ctx.get(dut.busy), "busy before start"
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        cycles = stalls = 0
-        while True:
-            busy, done, stall, err, err_addr = ctx.get(dut.busy), ctx.get(dut.done), ctx.get(dut.stall), \
-                ctx.get(dut.error), ctx.get(dut.error_addr)
-            assert busy, f"busy low before done (cycle {cycles})"
-            stalls += stall
-            if done:
-                break
-            cycles += 1
-            assert cycles < limit, f"no done after {limit} cycles"
-            await ctx.tick()
-        await ctx.tick()
-        assert not ctx.get(dut.done), "done longer than one cycle"
-        assert not ctx.get(dut.busy), "busy after done"
-        return {"error": err, "error_addr": err_addr, "cycles": cycles, "stalls": stalls}
+        r = await run_op(ctx, dut, case.desc, {"T": c.T, "pos0": c.pos0, "tok0": c.tok0, "last_block": c.last_block,
+                                               "ddr_base": DDR_BASE}, limit=limit, idle_after=1)
+        # cycles counted as before: start edge to done, the done cycle not included
+        return {"error": r.error, "error_addr": r.error_addr, "cycles": r.cycles - 1, "stalls": r.stalls}
 
     def run(self, cases: list[Case], check) -> list[dict]:
         """Run ``cases`` in one simulation; ``check(bench, case, model, result)`` after each (``model``:
