@@ -54,9 +54,9 @@ def results(tmp_path_factory):
         prefill = 16 if preset == "tiny-qwen2" else 6
         cases.append({"name": preset, "image": str(img), "calls": calls_for(cfg.vocab, i, prefill), "seed": i,
                       "trace": traceable(cfg.layers), "latency": [1, 40], "pause": 0.1})
-    img = preset_image(root, "tiny-qwen2")
+    img = preset_image(root, "tiny-qwen2", head_k=32)  # a short shortlist: these cases are about faults
     for j, (name, fault) in enumerate(FAULTS.items()):
-        calls = [[5, 9, 11, 300, 2, 7], [17, 4, 9], [3]]
+        calls = [[5, 9, 11, 300, 2, 7], [17, 4]]
         if name == "bad_token":
             calls[0] = [5, 9, 900, 3]
         cases.append({"name": f"fault_{name}", "image": str(img), "calls": calls, "seed": 100 + j,
@@ -89,4 +89,4 @@ def test_prefill_and_decode_match_golden(results, preset):
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_fault_reports_and_recovers(results, fault):
     r = check(results, f"fault_{fault}")
-    assert r["calls"][0]["error"] and len(r["calls"]) == 3
+    assert r["calls"][0]["error"] and len(r["calls"]) == 2
