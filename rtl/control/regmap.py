@@ -251,7 +251,7 @@ def _default_registers() -> list[Register]:
             ("CYCLES_ATTENTION", "cycles running KV_WRITE and ATTN ops"),
             ("CYCLES_VECTOR", "cycles running EMBED, NORM_QUANT, BIAS, ROPE and STORE ops"),
             ("CYCLES_HEAD", "cycles running the output head (HEAD, MATMUL with the TOPK epilogue)"),
-            ("CYCLES_MEMSTALL", "cycles the running op, or the descriptor fetch, waited for DDR data"),
+            ("CYCLES_MEMSTALL", "cycles the running op, or the descriptor fetch, waited on DDR"),
             ("OPS", "descriptors executed"))):
         regs += _counter(name, 0x080 + 8 * i, f"counter: {what} in the current or last call (START clears it)")
     return regs

@@ -10,8 +10,8 @@ Members every unit has (:func:`unit_members`):
 - ``done`` (out): a one-cycle pulse when the op is complete: every VMEM write issued and every DDR write
   acknowledged (BRESP received). ``error`` (an :class:`~ternfpga.rtl.control.isa.ErrorCode`, 0 = OK) and
   ``error_addr`` (the DDR byte address the code names) are valid in that cycle.
-- ``stall`` (out): high in a cycle where the unit cannot proceed because DDR read data has not arrived
-  (the "stalled on memory" counter).
+- ``stall`` (out): high in a cycle where the unit cannot proceed because of DDR: read data has not
+  arrived, or (a unit that only writes) the write path pushes back (the "stalled on memory" counter).
 
 A unit that sees an AXI error still finishes the op (it may stop issuing new requests, but it accepts
 every beat and response it asked for), then reports the first error. Shared resources (VMEM ports,
