@@ -151,7 +151,10 @@ class Sequencer(wiring.Component):
         fin_err = Signal(ERROR_BITS)
         fin_addr = Signal(aw)
         stall_r = Signal()
-        m.d.sync += [fin.eq((self.unit_done & self.active).any()), stall_r.eq((self.unit_stall & self.active).any())]
+        # a unit's stall may come straight from its AXI reader's logic: register it before combining
+        stall_in = Signal(n)
+        m.d.sync += [fin.eq((self.unit_done & self.active).any()), stall_in.eq(self.unit_stall),
+                     stall_r.eq((stall_in & self.active).any())]
         sel_err = 0
         sel_addr = 0
         for u in range(n):
