@@ -1,0 +1,1 @@
+"""The virtual KV260: the accelerator in Verilator on a calibrated model of the PS memory system."""
