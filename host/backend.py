@@ -95,16 +95,34 @@ def _ref():
     return RefBackend()
 
 
+def _sim(params=None):
+    from .sim import SimBackend
+    return SimBackend(params)
+
+
 BACKENDS = {
     "ref": _ref,
-    "sim": _unavailable("sim", "it arrives with the Verilator virtual KV260"),
+    "sim": _sim,
     "kv260": _unavailable("kv260", "it arrives with the KV260 bitstream and board runtime"),
 }
 
 
-def open_backend(name: str, image) -> Backend:
+# options a backend takes (the CLI's --accel is the accelerator's parameters)
+BACKEND_OPTIONS = {"sim": ("params",)}
+
+
+def open_backend(name: str, image, **options) -> Backend:
+    """Open backend ``name`` and load ``image``. ``options``: backend settings (``params``: the accelerator's
+    AccelParams, for ``sim``); None values are left out."""
     if name not in BACKENDS:
         raise TernError(f"unknown backend {name!r}", f"choose one of {', '.join(BACKENDS)}")
-    backend = BACKENDS[name]()
+    options = {k: v for k, v in options.items() if v is not None}
+    bad = sorted(set(options) - set(BACKEND_OPTIONS.get(name, ())))
+    if bad:
+        flag = {"params": "--accel"}.get(bad[0], bad[0])
+        users = [n for n, opts in BACKEND_OPTIONS.items() if bad[0] in opts]
+        raise TernError(f"{flag} does not apply to the {name} backend",
+                        f"drop it, or use --backend {' or '.join(users) or 'sim'}")
+    backend = BACKENDS[name](**options)
     backend.load(image)
     return backend

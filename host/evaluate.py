@@ -2,7 +2,8 @@
 
 Teacher-forced over one token sequence: per-position logits cosine and top-1 agreement for each pair,
 per-layer residual cosine, the device path's top-1 (ternary shortlist + int8 rescoring) and how often
-the float model's top-1 is inside the shortlist.
+the float model's top-1 is inside the shortlist. The device path's shortlists come from a backend (one
+call per position: a prefill of the first token, then decodes), so ``sim`` is measured, not assumed.
 """
 from __future__ import annotations
 
@@ -42,8 +43,17 @@ def _pair(a: np.ndarray, b: np.ndarray) -> dict:
             "top1_agree": float((a.argmax(-1) == b.argmax(-1)).mean())}
 
 
-def fidelity(image, ckpt, n_tokens: int = 64, ids: list[int] | None = None) -> dict:
-    """``image``: an open ModelImage; ``ckpt``: the Checkpoint it was quantized from."""
+def device_shortlists(backend, ids: list[int]) -> list:
+    """Teacher-forced shortlists from ``backend``: the candidates after each of ``ids``."""
+    backend.reset()
+    out = [backend.prefill(ids[:1])]
+    out += [backend.decode(t) for t in ids[1:]]
+    return out
+
+
+def fidelity(image, ckpt, n_tokens: int = 64, ids: list[int] | None = None, backend=None) -> dict:
+    """``image``: an open ModelImage; ``ckpt``: the Checkpoint it was quantized from; ``backend``: an open
+    backend with ``image`` loaded for the device path (None: the golden model's own shortlists)."""
     from ternfpga.quant.float_ref import FloatModel
     from ternfpga.sim.golden import GoldenModel, Trace
 
@@ -57,6 +67,9 @@ def fidelity(image, ckpt, n_tokens: int = 64, ids: list[int] | None = None) -> d
         if n_tokens > max_ctx:
             raise TernError(f"--tokens {n_tokens} exceeds the image's max context {max_ctx}",
                             f"use at most {max_ctx}")
+        if backend is not None and n_tokens > backend.max_ctx:
+            raise TernError(f"--tokens {n_tokens} exceeds the {backend.name} backend's max context {backend.max_ctx}",
+                            f"use at most {backend.max_ctx}")
         ids = sample_ids(image.tokenizer(), n_tokens)
     golden = GoldenModel(image)
     trace = Trace(pattern=r"(^embed$|\.residual$)")
@@ -70,9 +83,10 @@ def fidelity(image, ckpt, n_tokens: int = 64, ids: list[int] | None = None) -> d
     fq_logits, fl_logits = fq.logits.double().numpy(), fl.logits.double().numpy()
     fq_res = [r.double().numpy() for r in fq.residuals]
     fl_res = [r.double().numpy() for r in fl.residuals]
-    device_top1 = np.array([c.ids[0] for c in res.per_token])
+    shortlists = res.per_token if backend is None else device_shortlists(backend, list(ids))
+    device_top1 = np.array([c.ids[0] for c in shortlists])
     float_top1 = fl_logits.argmax(-1)
-    in_list = np.mean([ft in set(c.ids.tolist()) for ft, c in zip(float_top1, res.per_token)])
+    in_list = np.mean([ft in set(c.ids.tolist()) for ft, c in zip(float_top1, shortlists)])
     layers = []
     for i in range(len(g_res)):
         layers.append({
@@ -90,6 +104,7 @@ def fidelity(image, ckpt, n_tokens: int = 64, ids: list[int] | None = None) -> d
         "device_top1_vs_golden_full": float((device_top1 == g_logits.argmax(-1)).mean()),
         "float_top1_in_shortlist": float(in_list),
         "head_k": int(image.header["quant"]["head_k"]),
+        "backend": "golden" if backend is None else backend.name,
         "residual_saturation_headroom": float(2**15 / max(max(r["golden_max_abs"] for r in layers), 1e-30)),
         "layers": layers,
     }

@@ -6,9 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
+
 from ternfpga.quant.errors import TernError
 
-from .backend import Backend
+from .backend import Backend, Candidates
 from .sampling import Sampler
 
 _INT = re.compile(r"[+-]?[0-9]+")
@@ -91,6 +93,7 @@ class TextStream:
 class Generation:
     prompt_ids: list[int]
     ids: list[int] = field(default_factory=list)
+    top_logits: list[int] = field(default_factory=list)  # FX logit of each generated token, as its shortlist held it
     stop: str = "length"  # "length" | "eos" | "context"
     prefill_s: float = 0.0
     decode_s: float = 0.0
@@ -101,9 +104,14 @@ class Generation:
         return self.decode_tokens / self.decode_s if self.decode_s > 0 else 0.0
 
     def to_dict(self) -> dict:
-        return {"prompt_ids": self.prompt_ids, "ids": self.ids, "stop": self.stop,
+        return {"prompt_ids": self.prompt_ids, "ids": self.ids, "top_logits": self.top_logits, "stop": self.stop,
                 "prefill_tokens": len(self.prompt_ids), "prefill_s": self.prefill_s,
                 "decode_tokens": self.decode_tokens, "decode_s": self.decode_s, "decode_tok_s": self.decode_tok_s}
+
+
+def chosen_logit(cand: Candidates, token: int) -> int:
+    """The FX logit the shortlist holds for ``token`` (a sampler only picks from the shortlist)."""
+    return int(cand.logits_fx[int(np.flatnonzero(cand.ids == token)[0])])
 
 
 def generate(backend: Backend, prompt_ids: Sequence[int], n: int, sampler: Sampler,
@@ -126,6 +134,7 @@ def generate(backend: Backend, prompt_ids: Sequence[int], n: int, sampler: Sampl
             gen.stop = "eos"
             break
         gen.ids.append(token)
+        gen.top_logits.append(chosen_logit(cand, token))
         if on_token:
             on_token(token)
         if i == n - 1:

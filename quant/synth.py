@@ -135,6 +135,24 @@ def qwen25_05b_dims(**overrides) -> SynthSpec:
     return replace(base, **overrides)
 
 
+def bitnet_073b_dims(**overrides) -> SynthSpec:
+    """BitNet b1.58 large's shapes (TeLLMe's model; random weights, bf16): 24 layers, hidden 1536, ffn
+    4096, 16 heads of 96, vocab 32,002, sub-norms, SiLU gate, untied head."""
+    base = SynthSpec(family="bitnet", hidden=1536, ffn=4096, layers=24, heads=16, kv_heads=16, head_dim=96,
+                     vocab=32002, tied=False, act="silu", rope_theta=1e4, eps=1e-5, max_position=2048,
+                     dtype="bf16")
+    return replace(base, **overrides)
+
+
+def bitnet_2b_dims(**overrides) -> SynthSpec:
+    """BitNet b1.58 2B-4T's shapes (random weights, bf16): 30 layers, hidden 2560, ffn 6912, 20/5 heads of
+    128, vocab 128,256, ReLU² gate, untied head."""
+    base = SynthSpec(family="bitnet", hidden=2560, ffn=6912, layers=30, heads=20, kv_heads=5, head_dim=128,
+                     vocab=128256, tied=False, act="relu2", rope_theta=5e5, eps=1e-5, max_position=4096,
+                     dtype="bf16")
+    return replace(base, **overrides)
+
+
 def random_ids(n: int, vocab: int, seed: int) -> list[int]:
     """``n`` deterministic token ids in ``[0, vocab)``."""
     g = torch.Generator().manual_seed(seed)

@@ -510,12 +510,9 @@ def test_eval_missing_checkpoint(capsys, image, tmp_path):
 
 
 # -- 12. backends ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend,keywords", [
-    ("gpu", ["unknown backend 'gpu'", "ref"]),
-    ("sim", ["backend 'sim' is not available", "--backend ref"]),
-], ids=["unknown", "sim"])
-def test_bad_backend(image, backend, keywords):
-    assert_clean_error(cli("generate", "--model", image, "--prompt", "hi", "--backend", backend), *keywords)
+def test_bad_backend(image):
+    assert_clean_error(cli("generate", "--model", image, "--prompt", "hi", "--backend", "gpu"),
+                       "unknown backend 'gpu'", "ref")
 
 
 def test_kv260_backend_not_available(capsys, image):

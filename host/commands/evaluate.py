@@ -13,6 +13,11 @@ def register(sub, name: str):
     p.add_argument("--model", required=True, metavar="MODEL.tern")
     p.add_argument("--checkpoint", required=True, metavar="CKPT_DIR", help="the HF checkpoint the image came from")
     p.add_argument("--tokens", type=int, default=64, help="sequence length (default 64)")
+    p.add_argument("--backend", default="ref", choices=("ref", "sim"),
+                   help="where the device path's shortlists come from: ref (golden model, default) or sim "
+                        "(virtual KV260)")
+    p.add_argument("--accel", metavar="PARAMS.json", default=None,
+                   help="--backend sim: the accelerator's parameters JSON (`ternfpga rtl accel -o` writes it)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(run=run)
     return p
@@ -49,10 +54,20 @@ def run(args) -> int:
 
     from ..evaluate import fidelity
 
+    from ..backend import open_backend
+
     image = ModelImage.open(args.model)
     ckpt = Checkpoint.open(args.checkpoint)
     check_source(image, ckpt)
-    rep = fidelity(image, ckpt, args.tokens)
+    params = None
+    if args.accel is not None:
+        from ..driver import params_from_json
+
+        if args.backend != "sim":
+            raise TernError(f"--accel does not apply to the {args.backend} backend", "drop it, or use --backend sim")
+        params = params_from_json(args.accel)
+    backend = open_backend(args.backend, image, params=params)
+    rep = fidelity(image, ckpt, args.tokens, backend=backend)
     if args.json:
         print(json.dumps(rep))
         return 0
@@ -62,8 +77,9 @@ def run(args) -> int:
     for key in ("golden_vs_fakequant", "fakequant_vs_float", "golden_vs_float"):
         r = rep[key]
         print(f"{key:<24}{r['cosine_mean']:>16.5f}{r['cosine_min']:>10.5f}{r['top1_agree']:>13.3f}")
-    print(f"device path (ternary top-{rep['head_k']} + int8 rescoring): top-1 = float top-1 for "
-          f"{rep['device_top1_vs_float']:.3f} of positions; float top-1 in shortlist {rep['float_top1_in_shortlist']:.3f}")
+    print(f"device path on {rep['backend']} (ternary top-{rep['head_k']} + int8 rescoring): top-1 = float top-1 "
+          f"for {rep['device_top1_vs_float']:.3f} of positions; float top-1 in shortlist "
+          f"{rep['float_top1_in_shortlist']:.3f}")
     print(f"{'layer':<8}{'res cos golden/fq':>19}{'res cos fq/float':>18}{'max |res|':>12}")
     for r in rep["layers"]:
         print(f"{str(r['layer']):<8}{r['golden_vs_fakequant']:>19.6f}{r['fakequant_vs_float']:>18.6f}{r['golden_max_abs']:>12.2f}")

@@ -13,6 +13,9 @@ def register(sub, name: str):
                                    "comes, then the prefill time and decode tokens/s.")
     p.add_argument("--model", required=True, metavar="MODEL.tern", help="model image from `ternfpga quantize`")
     p.add_argument("--backend", default="ref", help="ref (golden model), sim (virtual KV260), kv260 (board)")
+    p.add_argument("--accel", metavar="PARAMS.json", default=None,
+                   help="--backend sim: the accelerator's parameters JSON (`ternfpga rtl accel -o` writes it; "
+                        "default: the default accelerator)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text (tokenized raw, no template)")
     src.add_argument("--prompt-ids", metavar="IDS", help="comma-separated token ids, e.g. 1,2,3")
@@ -24,6 +27,9 @@ def register(sub, name: str):
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
     p.add_argument("--ignore-eos", action="store_true", help="keep going past the end-of-text token")
     p.add_argument("--json", action="store_true", help="print the ids and timings as one JSON object")
+    p.add_argument("--stats", action="store_true",
+                   help="device figures: cycles and time of prefill and decode at the modelled clock, DDR bytes "
+                        "and GB/s, share of cycles per op class (with --json: the \"stats\" key)")
     p.set_defaults(run=run)
     return p
 
@@ -52,7 +58,14 @@ def run(args) -> int:
     if len(prompt_ids) > max_ctx:
         raise TernError(f"the prompt has {len(prompt_ids)} tokens, more than the max context {max_ctx}",
                         "shorten the prompt or re-quantize with a larger --max-ctx")
-    backend = open_backend(args.backend, image)
+    params = None
+    if args.accel is not None:
+        from ..driver import params_from_json
+
+        if args.backend != "sim":
+            raise TernError(f"--accel does not apply to the {args.backend} backend", "drop it, or use --backend sim")
+        params = params_from_json(args.accel)
+    backend = open_backend(args.backend, image, params=params)
     sampler = Sampler(opts, backend.head_k)
     stop = () if args.ignore_eos else tuple(cfg.eos_ids) + (chat_stop_ids(tokenizer) if args.chat else ())
     stream = TextStream(tokenizer)
@@ -64,11 +77,51 @@ def run(args) -> int:
 
     gen = generate(backend, prompt_ids, args.n, sampler, stop, show)
     text = tokenizer.decode(gen.ids, skip_special_tokens=False)
+    device = backend.counters().get("device")
     if args.json:
-        print(json.dumps(dict(gen.to_dict(), text=text, backend=backend.name, model=str(args.model))))
+        out = dict(gen.to_dict(), text=text, backend=backend.name, model=str(args.model))
+        if args.stats:
+            out["stats"] = device
+        print(json.dumps(out))
     else:
         sys.stdout.write(stream.flush() + "\n")
         print(f"[{backend.name}] prefill {len(prompt_ids)} tokens in {gen.prefill_s * 1e3:.1f} ms; "
               f"decode {gen.decode_tokens} tokens at {gen.decode_tok_s:.1f} tok/s; stop: {gen.stop}",
               file=sys.stderr)
+        if args.stats:
+            for line in stats_lines(backend.name, device):
+                print(line, file=sys.stderr)
     return 0
+
+
+def _bytes(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def stats_lines(backend: str, device: dict | None) -> list[str]:
+    """``--stats``: per phase the device cycles, their time at the modelled clock, DDR traffic and GB/s, and
+    the share of cycles per op class (memory stalls overlap the classes, so they are shown apart)."""
+    if not device:
+        return [f"[{backend}] no device counters: this backend runs the golden model on the host"]
+    clock = device["clock_hz"]
+    lines = []
+    for phase in ("prefill", "decode"):
+        d = device[phase]
+        if not d["calls"]:
+            lines.append(f"[{backend}] {phase}: no calls")
+            continue
+        rate = f"; {d['tokens'] / d['seconds']:.1f} tok/s" if phase == "decode" and d["seconds"] > 0 else ""
+        lines.append(f"[{backend}] {phase}: {d['tokens']} tokens in {d['calls']} calls, {d['cycles']:,} cycles = "
+                     f"{d['seconds'] * 1e3:.3f} ms at {clock / 1e6:.0f} MHz{rate}; "
+                     f"DDR read {_bytes(d['ddr_read_bytes'])}, written {_bytes(d['ddr_write_bytes'])}, "
+                     f"{d['ddr_gb_s']:.2f} GB/s")
+        by = d["cycles_by_class"]
+        total = max(d["cycles"], 1)
+        other = d["cycles"] - sum(by[k] for k in ("matmul", "attention", "vector", "head"))
+        shares = ", ".join(f"{k} {100 * by[k] / total:.1f}%" for k in ("matmul", "attention", "vector", "head"))
+        lines.append(f"[{backend}] {phase} cycles: {shares}, other {100 * other / total:.1f}%; waiting on DDR "
+                     f"{100 * by['memstall'] / total:.1f}%")
+    return lines
