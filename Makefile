@@ -47,6 +47,9 @@ bench: setup
 	$(PY) benchmarks/golden_decode.py
 	$(PY) benchmarks/engine_beat_efficiency.py
 	$(PY) benchmarks/accel_cycles.py
+	$(PY) -m ternfpga.sim.kv260.ddr
+	$(PY) benchmarks/kv260_perf.py --model qwen2.5-0.5b,bitnet-0.73b,bitnet-2b --ctx 128,1024 \
+		--plot build/bench/kv260_roofline.png
 	$(PY) -m ternfpga.host.cli estimate
 
 clean:

@@ -61,9 +61,9 @@ def run_model(model: str, ctxs: list[int], *, ttft: bool, latency: int, work: Pa
 
     def measured_call(ids, position):
         board.clear_stats()
-        c0, w0 = board.speed()
+        c0, _, w0 = board.speed_cpu()
         _, c = drv.call(ids, position)
-        c1, w1 = board.speed()
+        c1, _, w1 = board.speed_cpu()
         st = board.port_stats()
         rd, wr = sum(s.read_bytes for s in st), sum(s.write_bytes for s in st)
         return c, rd, wr, (c1 - c0) / max(w1 - w0, 1e-9)
@@ -74,7 +74,7 @@ def run_model(model: str, ctxs: list[int], *, ttft: bool, latency: int, work: Pa
         c, rd, wr, speed = measured_call(rng.integers(0, vocab, TTFT_TOKENS).tolist(), 0)
         ttft_s = c["cycles_total"] / CLOCK_HZ
         print(f"# {model}: TTFT({TTFT_TOKENS}) {ttft_s:.3f} s simulated ({c['cycles_total']} cycles, "
-              f"{speed / 1e3:.0f}k cycles/s)", file=sys.stderr)
+              f"{speed / 1e3:.0f}k cycles per CPU second)", file=sys.stderr)
     for ctx in ctxs:
         c, rd, wr, speed = measured_call([int(rng.integers(0, vocab))], ctx - 1)
         cyc = c["cycles_total"]
@@ -87,7 +87,7 @@ def run_model(model: str, ctxs: list[int], *, ttft: bool, latency: int, work: Pa
                      "ttft_128_s": None if ttft_s is None else round(ttft_s, 4), "bytes_per_token": nbytes,
                      "gb_s": round(gb_s, 2), "roofline_pct": round(100 * tok_s / roof, 1),
                      "roofline_tok_s": round(roof, 1), "decode_cycles": cyc, "read_bytes": rd, "write_bytes": wr,
-                     "ops": c["ops"], "cycle_share_pct": share, "sim_cycles_per_s": round(speed)})
+                     "ops": c["ops"], "cycle_share_pct": share, "sim_cycles_per_cpu_s": round(speed)})
     board.close()
     return rows
 
@@ -144,7 +144,8 @@ def main() -> int:
             ttft = "n/a" if r["ttft_128_s"] is None else f"{r['ttft_128_s']:.3f} s"
             print(f"{r['model']:>14} ctx {r['ctx']:>5}: {r['decode_tok_s']:7.2f} tok/s decode, TTFT(128) {ttft}, "
                   f"{r['bytes_per_token'] / 1e6:.1f} MB/token, {r['gb_s']:.2f} GB/s, {r['roofline_pct']:.1f} % of the "
-                  f"roofline ({r['roofline_tok_s']} tok/s); cycles % {r['cycle_share_pct']} (simulated, 250 MHz)")
+                  f"roofline ({r['roofline_tok_s']} tok/s); cycles % {r['cycle_share_pct']} (simulated, 250 MHz; "
+                  f"{r['decode_cycles']} cycles simulated at {r['sim_cycles_per_cpu_s'] / 1e3:.0f}k cycles per CPU second)")
     if a.plot:
         plot(rows, a.plot)
     return 0

