@@ -16,6 +16,10 @@ Per block (docs/accelerator.md has the same list):
     last block only: NORM_QUANT(RMS final_norm, last token) -> MATMUL head (raw, top-K) -> HEAD
     END
 
+Flag.PRESCANNED goes on every NORM_QUANT that reads exactly what the MATMUL before it wrote
+(:func:`mark_prescanned`: the residual stream after o / down, the FFN activation after up), so the unit
+takes each lane's max |h| from the MATMUL unit instead of scanning for it.
+
 Tracing: ``trace`` names golden-model intermediates (docs/numerics.md "Trace names"); after the op that
 produces one, the compiler adds a STORE that copies it from VMEM to the scratch area. The compute ops are
 the same with and without tracing.
@@ -45,6 +49,31 @@ _LAYER_TRACES = ("attn_in.q8", "attn_in.scale", "q.out", "k.out", "v.out", "attn
                  "attn.k8", "attn.k_scale", "attn.v8", "attn.v_scale", "attn.out", "o_in.q8", "residual_mid",
                  "mlp_in.q8", "act", "down_in.q8", "residual")
 _GLOBAL_TRACES = ("embed", "final.q8", "final.scale")
+
+
+# ops that write no VMEM word (they read it and write DDR): the only ones allowed between a MATMUL and
+# the NORM_QUANT that takes its per-lane max
+_NO_VMEM_WRITE = frozenset({Op.STORE, Op.KV_WRITE, Op.HEAD})
+
+
+def mark_prescanned(descs: list[Descriptor]) -> None:
+    """Set Flag.PRESCANNED on each NORM_QUANT (RMS or ABSMAX) whose source ``[src, src + n)`` is exactly
+    the range the most recent MATMUL wrote (``dst``, ``n`` rows, every token lane), when only ops that
+    write no VMEM lie between them and the MATMUL runs whenever the NORM_QUANT does (LAST_BLOCK). Any
+    other op in between, the NORM_QUANT itself included, ends the MATMUL's claim. Conservative: a flag
+    where it does not hold would be a silent numerics error (sim/isa_model.py asserts it)."""
+    last = None  # the most recent MATMUL, while nothing after it wrote VMEM
+    for d in descs:
+        op = Op(d.op)
+        if op == Op.MATMUL:
+            last = None if d.mode == Epilogue.TOPK else d
+        elif op == Op.NORM_QUANT:
+            if (last is not None and d.mode in (NormMode.RMS, NormMode.ABSMAX) and d.src == last.dst
+                    and d.n == last.n and (d.flags & Flag.LAST_BLOCK or not last.flags & Flag.LAST_BLOCK)):
+                d.flags = int(d.flags | Flag.PRESCANNED)
+            last = None
+        elif op not in _NO_VMEM_WRITE:
+            last = None
 
 
 def traceable(layers: int) -> list[str]:
@@ -231,6 +260,7 @@ class _Emitter:
                   aux=v.x_scale, addr0=self.off("head.int8"), addr1=self.off("head.int8_scale"),
                   addr2=self.L.results if self.L else 0)
         self.emit(Op.END, "end of block")
+        mark_prescanned(self.descs)
 
 
 def compile_program(image, params: AccelParams, trace=(), image_bytes: int | None = None) -> Program:

@@ -135,6 +135,8 @@ class Accelerator(wiring.Component):
         nq, mm, hd = units["norm_quant"], units["matmul"], units["head"]
         wiring.connect(m, nq.act, mm.act)
         m.d.comb += [mm.xs_we.eq(nq.xs_we), mm.xs_lane.eq(nq.xs_lane), mm.xs_value.eq(nq.xs_value)]
+        # Flag.PRESCANNED: the max |h| per lane of what the last MATMUL wrote
+        m.d.comb += [nq.lane_absmax.eq(mm.lane_absmax), nq.lane_absmax_pos.eq(mm.lane_absmax_pos)]
         wiring.connect(m, mm.topk, topk.inp)
         m.d.comb += [topk.clear.eq(mm.topk_clear), topk.k.eq(mm.topk_k), mm.topk_idle.eq(topk.idle),
                      topk.rd_addr.eq(hd.cand_addr), hd.cand_data.eq(topk.rd_data), hd.cand_count.eq(topk.count)]

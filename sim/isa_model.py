@@ -38,6 +38,16 @@ def word_pf(w) -> PF:
     return PF(w & 0xFFFF, np.where(e >> 15, e - (1 << 16), e))
 
 
+def lane_absmax(h) -> tuple[int, bool]:
+    """What the MATMUL unit keeps per token lane for Flag.PRESCANNED, of the words ``h`` it wrote: max |h|
+    and whether a word h >= 0 reached it ((0, False) for none)."""
+    h = np.asarray(h, np.int64)
+    if not h.size:
+        return 0, False
+    m = int(np.abs(h).max())
+    return m, bool((h == m).any())
+
+
 class DeviceError(Exception):
     def __init__(self, code: ErrorCode, addr: int, desc_index: int):
         super().__init__(f"{code.name} at {addr:#x} (descriptor {desc_index})")
@@ -67,6 +77,11 @@ class IsaModel:
         self.topk_rows = np.zeros(0, np.int64)
         self.layout = params.engine.layout
         self.ops_run = 0
+        # Flag.PRESCANNED's precondition: which op last wrote each VMEM word (any lane), and the most
+        # recent MATMUL (op number, dst, rows written, token lanes)
+        self.op_number = 0
+        self.vmem_writer = np.full(params.vmem_words, -1, np.int64)
+        self.last_matmul: tuple[int, int, int, int] | None = None
 
     # -- DDR access ---------------------------------------------------------------------------
     def _bytes(self, off: int, n: int) -> np.ndarray:
@@ -118,7 +133,23 @@ class IsaModel:
 
     # -- ops ----------------------------------------------------------------------------------
     def execute(self, d: Descriptor, ctx: Ctx) -> None:
+        self.op_number += 1
         getattr(self, f"op_{Op(d.op).name.lower()}")(d, ctx)
+
+    def _wrote(self, lo: int, n: int) -> None:
+        """Each op reports its VMEM writes here: words lo .. lo + n - 1 (in any lane)."""
+        self.vmem_writer[lo:lo + n] = self.op_number
+
+    def _check_prescanned(self, d: Descriptor, ctx: Ctx) -> None:
+        """Flag.PRESCANNED is only valid on a vector the most recent MATMUL wrote in full, in every lane
+        the op processes, and no op wrote since (the unit takes that MATMUL's per-lane max |h|)."""
+        mm = self.last_matmul
+        lanes = self.tokens_of(d, ctx)
+        ok = (mm is not None and mm[1] == d.src and mm[2] == d.n and lanes[-1] < mm[3]
+              and bool((self.vmem_writer[d.src:d.src + d.n] == mm[0]).all()))
+        if not ok:
+            raise AssertionError(f"NORM_QUANT {d.note or ''} flagged PRESCANNED, but VMEM {d.src}..{d.src + d.n - 1}"
+                                 f" is not what the most recent MATMUL ({mm}) wrote, untouched since")
 
     def op_embed(self, d: Descriptor, ctx: Ctx) -> None:
         for t in self.tokens_of(d, ctx):
@@ -129,9 +160,12 @@ class IsaModel:
             row = self._array(d.addr0 + tid * d.n, d.n, np.int8)
             s = word_pf(self._array(d.addr1 + 4 * tid, 1, np.uint32)[0])
             self.vmem[d.dst:d.dst + d.n, t] = requant(row, s)
+            self._wrote(d.dst, d.n)
 
     def op_norm_quant(self, d: Descriptor, ctx: Ctx) -> None:
         n = d.n
+        if d.flags & Flag.PRESCANNED and d.mode != NormMode.HEADS:  # same results; HEADS ignores it
+            self._check_prescanned(d, ctx)
         for t in self.tokens_of(d, ctx):
             h = self.vmem[d.src:d.src + n, t]
             mode = NormMode(d.mode)
@@ -139,6 +173,8 @@ class IsaModel:
                 q, s = quantize_absmax(h.reshape(n // d.k, d.k), FX_ONE_LSB)
                 self.vmem[d.dst:d.dst + n, t] = q.reshape(-1)
                 self.vmem[d.aux:d.aux + n // d.k, t] = pf_word(s)
+                self._wrote(d.dst, n)
+                self._wrote(d.aux, n // d.k)
                 continue
             if mode == NormMode.RMS:
                 g = self._array(d.addr0, n, np.int16)
@@ -151,6 +187,8 @@ class IsaModel:
             self.x_scale.m[t], self.x_scale.e[t] = s.m, s.e
             self.vmem[d.dst:d.dst + n, t] = q
             self.vmem[d.aux, t] = pf_word(s)
+            self._wrote(d.dst, n)
+            self._wrote(d.aux, 1)
 
     def op_matmul(self, d: Descriptor, ctx: Ctx) -> None:
         lay = self.layout
@@ -180,11 +218,15 @@ class IsaModel:
         elif mode == Epilogue.TOPK:
             self.topk_rows = headmod.top_k_indices(acc[T - 1], d.count)
             self.topk_scores = acc[T - 1]
+        written = 0 if mode == Epilogue.TOPK else rows
+        self._wrote(d.dst, written)
+        self.last_matmul = (self.op_number, d.dst, written, T)
 
     def op_bias(self, d: Descriptor, ctx: Ctx) -> None:
         b = self._array(d.addr0, d.n, np.int32)
         for t in self.tokens_of(d, ctx):
             self.vmem[d.dst:d.dst + d.n, t] = sat32(self.vmem[d.src:d.src + d.n, t] + b)
+            self._wrote(d.dst, d.n)
 
     def op_rope(self, d: Descriptor, ctx: Ctx) -> None:
         half = d.k // 2
@@ -194,6 +236,7 @@ class IsaModel:
             sin = self._array(d.addr1 + pos * d.k, half, np.int16)
             x = self.vmem[d.src:d.src + d.heads * d.k, t].reshape(d.heads, d.k)
             self.vmem[d.dst:d.dst + d.heads * d.k, t] = rope(x, cos, sin).reshape(-1)
+            self._wrote(d.dst, d.heads * d.k)
 
     def op_kv_write(self, d: Descriptor, ctx: Ctx) -> None:
         for t in self.tokens_of(d, ctx):
@@ -218,6 +261,7 @@ class IsaModel:
         c = PF(np.int64(d.scale0[0]), np.int64(d.scale0[1]))
         out = _attend(q8, qs, k8, ks, v8, vs, ctx.pos0 + np.arange(T), c)
         self.vmem[d.dst:d.dst + H * dh, :T] = out.reshape(T, H * dh).T
+        self._wrote(d.dst, H * dh)
 
     def op_head(self, d: Descriptor, ctx: Ctx) -> None:
         t = ctx.T - 1

@@ -1,7 +1,8 @@
 """The MATMUL op unit in the Amaranth simulator: descriptors run back to back on one unit, with AXI memory
 models (random latency and stalls) on every weight port, the VMEM model and a top-K consumer; every VMEM
 word (written lanes, masked lanes, untouched rows) and every top-K row is compared with the golden
-functions. The activation lane alone is checked on random and edge values."""
+functions, and so is the per-lane max |w| of the words each pass wrote (Flag.PRESCANNED), at done and
+still at the next start. The activation lane alone is checked on random and edge values."""
 from __future__ import annotations
 
 import random
@@ -19,6 +20,7 @@ from ternfpga.rtl.matmul import ActLane, ActMode, MatmulOp
 from ternfpga.sim.engine_io import plan_pass
 from ternfpga.sim.golden.head import top_k_indices
 from ternfpga.sim.golden.matvec import matvec, ternary_acc
+from ternfpga.sim.isa_model import lane_absmax
 from ternfpga.sim.models.axi_mem import AxiReadMemory
 from ternfpga.sim.models.vmem import VmemModel, from_words, to_words
 from ternfpga.sim.numerics import pf
@@ -217,7 +219,13 @@ class Rig:
                 if v and r:
                     self.bursts.append((addr, 16 * (alen + 1)))
 
-    async def run_case(self, ctx, c: MatmulCase, rng: random.Random, limit: int = 20_000):
+    def lane_max(self, ctx) -> list[tuple[int, bool]]:
+        dut = self.dut
+        return [(ctx.get(dut.lane_absmax[t]), bool(ctx.get(dut.lane_absmax_pos.bit_select(t, 1))))
+                for t in range(self.p.batch)]
+
+    async def run_case(self, ctx, c: MatmulCase, rng: random.Random, prev: MatmulCase | None = None,
+                       limit: int = 20_000):
         p, dut = self.p, self.dut
         n, k = c.w.shape
         plan = plan_pass(p.engine, n, k, DDR_BASE + c.addr0, c.x8, c.ws, c.xs)
@@ -235,6 +243,8 @@ class Rig:
         ctx.set(dut.xs_we, 0)
         for _ in range(rng.randint(0, 3)):
             await ctx.tick()
+        if prev is not None:  # kept from the previous pass's done until this start
+            prev.result["lane_max_kept"] = self.lane_max(ctx)
         d = Descriptor(op=Op.MATMUL, flags=Flag.RAW if c.raw else 0, mode=int(c.mode), n=plan.n_rows,
                        k=plan.k_chunks, aux=plan.n_groups, stride=plan.port_stride, scale0=plan.w_scale,
                        dst=c.dst, count=c.count, addr0=c.addr0)
@@ -251,6 +261,7 @@ class Rig:
             stalls += stall
             if done:
                 assert topk_idle or c.mode != Epilogue.TOPK, "done before the selector drained"
+                c.result["lane_max"] = self.lane_max(ctx)
                 break
         else:
             raise AssertionError(f"op {c.mode.name} hung")
@@ -281,8 +292,13 @@ class Rig:
 
         async def bench(ctx):
             rng = random.Random(seed)
+            prev = None
             for c in self.cases:
-                await self.run_case(ctx, c, rng)
+                await self.run_case(ctx, c, rng, prev)
+                prev = c
+            for _ in range(5):
+                await ctx.tick()
+            prev.result["lane_max_kept"] = self.lane_max(ctx)
 
         sim.add_testbench(bench)
         sim.run()
@@ -312,6 +328,15 @@ def expected_vmem(before: np.ndarray, c: MatmulCase) -> np.ndarray:
     return to_words(want)
 
 
+def expected_lane_max(after: np.ndarray, c: MatmulCase, B: int) -> list[tuple[int, bool]]:
+    """Per lane, max |w| of the words the pass wrote and whether a w >= 0 reached it ((0, False): none)."""
+    if c.mode == Epilogue.TOPK:
+        return [(0, False)] * B
+    n = c.w.shape[0]
+    words = from_words(after[c.dst:c.dst + n])
+    return [lane_absmax(words[:, t]) if t < c.T else (0, False) for t in range(B)]
+
+
 def check_cases(rig: Rig) -> None:
     prev = rig.initial
     for i, c in enumerate(rig.cases):
@@ -321,6 +346,9 @@ def check_cases(rig: Rig) -> None:
         assert bad.size == 0, (f"case {i} ({c.mode.name}, T={c.T}): {len(bad)} wrong words, first (addr, lane) "
                                f"{bad[0].tolist()}: got {from_words(got[tuple(bad[0])])}, "
                                f"want {from_words(want[tuple(bad[0])])}")
+        want_max = expected_lane_max(want, c, rig.p.batch)
+        assert c.result["lane_max"] == want_max, f"case {i} ({c.mode.name}, T={c.T}): lane max"
+        assert c.result["lane_max_kept"] == want_max, f"case {i} ({c.mode.name}): lane max not kept to the next start"
         assert c.result["error"] == (ErrorCode.AXI_READ if c.error_beat is not None else ErrorCode.OK)
         prev = got
 
@@ -364,6 +392,8 @@ def test_every_epilogue_mode_matches_golden(batch):
     h = from_words(gate2.result["vmem"])[420:470, :lo]
     assert (h == gated_act(relu.y[:lo], gate2.y[:lo], "relu2").T).all()
     assert any(c.result["stalls"] > 0 for c in cases), "the weight streams never waited for DDR"
+    seen = {m for c in cases for m in c.result["lane_max"]}
+    assert (1 << 31, False) in seen and ((1 << 31) - 1, True) in seen, "the lane max never saw -2**31 / 2**31 - 1"
 
 
 def test_topk_read_error_and_stall():
@@ -418,3 +448,30 @@ def test_topk_into_the_head_selector():
         got = c.result["shortlist"]
         assert sorted(r for r, _ in got) == sorted(want.tolist())
         assert all(v == acc[r] for r, v in got)
+
+
+def test_lane_max_ties_and_signs():
+    """The per-lane max of the words written: +M and -M both written (reached by w >= 0), only -M, a
+    TOPK pass (clears it: nothing written), a pass with T < B (lanes >= T read 0); raw sums, exact."""
+    B, k = 2, 40
+    rng = np.random.default_rng(13)
+
+    def case(rows_pm, T, mode=Epilogue.STORE, **kw):
+        w = rng.integers(-1, 2, (24, k)).astype(np.int8)
+        w[0] = 1 if rows_pm[0] else 0
+        w[1] = -1 if rows_pm[1] else 0
+        x8 = rng.integers(1, 128, (B, k)).astype(np.int8)  # positive: only an all +1 (-1) row reaches +-sum
+        c = random_case(rng, B, mode, T, 24, k, raw=True, **kw)
+        c.w, c.x8 = w, x8
+        return c
+
+    cases = [case((True, True), B, dst=10), case((False, True), B, dst=40),
+             case((True, True), B, Epilogue.TOPK, count=5), case((False, True), 1, dst=70),
+             case((True, False), B, Epilogue.RESIDUAL, dst=70)]
+    rig = run_rig(small_params(B), cases, seed=13)
+    check_cases(rig)
+    sums = [c.x8.astype(np.int64).sum(axis=1) for c in cases]
+    assert cases[0].result["lane_max"] == [(int(sums[0][t]), True) for t in range(B)]
+    assert cases[1].result["lane_max"] == [(int(sums[1][t]), False) for t in range(B)]
+    assert cases[2].result["lane_max"] == [(0, False)] * B
+    assert cases[3].result["lane_max"] == [(int(sums[3][0]), False), (0, False)]

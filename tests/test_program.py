@@ -1,6 +1,7 @@
 """The program compiler and the DDR layout, checked without RTL: the ISA-level model (sim/isa_model.py)
 runs the compiled program and must reproduce the golden model bit for bit -- the shortlists of prefill
-(in several blocks) and decode calls, and every traced intermediate."""
+(in several blocks) and decode calls, and every traced intermediate. Flag.PRESCANNED is set exactly on
+the NORM_QUANTs that read what the MATMUL before them wrote, and the model refuses it anywhere else."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,11 +9,11 @@ import pytest
 
 from ternfpga.sim.presets import PRESETS, preset_image
 from ternfpga.host.ddr import ddr_image
-from ternfpga.host.program import compile_program, traceable
+from ternfpga.host.program import compile_program, mark_prescanned, traceable
 from ternfpga.quant.errors import TernError
 from ternfpga.quant.image import ModelImage
 from ternfpga.rtl.accel_params import AccelParams
-from ternfpga.rtl.control.isa import Descriptor, ErrorCode, Op
+from ternfpga.rtl.control.isa import Descriptor, Epilogue, ErrorCode, Flag, NormMode, Op
 from ternfpga.sim.golden import GoldenModel, Trace
 from ternfpga.sim.isa_model import DeviceError, IsaModel, word_pf
 from ternfpga.sim.numerics.pf import PF
@@ -178,3 +179,83 @@ def test_default_maxima_refuse_bigger_models(dim, value):
     cfg = SimpleNamespace(**dims, q_dim=dims["heads"] * dims["head_dim"])
     with pytest.raises(TernError, match=f"the model's {dim} {value} exceeds the accelerator's maximum"):
         AccelParams().check_model(cfg, head_k=256)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_prescanned_where_the_matmul_wrote_the_source(images, preset):
+    """The residual stream after o / down (the next norm) and the FFN activation after up (the down
+    input): nowhere else, with and without tracing (the STOREs between only read VMEM)."""
+    img = ModelImage.open(images[preset])
+    cfg = img.config
+    ffn_in = "ffn_sub_norm" if cfg.sub_norms else "down input"
+    want = {f"layers.{i} {n}" for i in range(cfg.layers) for n in ("mlp_norm", ffn_in)}
+    want |= {f"layers.{i} attn_norm" for i in range(1, cfg.layers)} | {"final_norm"}
+    for trace in ((), traceable(cfg.layers)):
+        prog = compile_program(img, PARAMS, trace=trace)
+        got = {d.note for d in prog.descs if d.flags & Flag.PRESCANNED}
+        assert got == want
+        assert all(d.op == Op.NORM_QUANT for d in prog.descs if d.flags & Flag.PRESCANNED)
+
+
+def _mm(dst=100, n=64, flags=0, mode=Epilogue.RESIDUAL):
+    return Descriptor(Op.MATMUL, mode=int(mode), flags=flags, n=n, dst=dst)
+
+
+def _nq(src=100, n=64, flags=0, mode=NormMode.RMS):
+    return Descriptor(Op.NORM_QUANT, mode=int(mode), flags=flags, n=n, src=src, dst=900, aux=990)
+
+
+@pytest.mark.parametrize("name,descs,flagged", [
+    ("direct", [_mm(), _nq()], True),
+    ("absmax", [_mm(mode=Epilogue.GATE), _nq(mode=NormMode.ABSMAX)], True),
+    ("reads between", [_mm(), Descriptor(Op.STORE, n=64, src=100), Descriptor(Op.KV_WRITE), _nq()], True),
+    ("both last block", [_mm(flags=Flag.LAST_BLOCK), _nq(flags=Flag.LAST_BLOCK | Flag.LAST_TOKEN)], True),
+    ("heads", [_mm(), _nq(mode=NormMode.HEADS)], False),
+    ("other start", [_mm(), _nq(src=101, n=63)], False),
+    ("part of it", [_mm(), _nq(n=32)], False),
+    ("more than it", [_mm(n=32), _nq()], False),
+    ("topk", [_mm(), _mm(mode=Epilogue.TOPK, dst=100), _nq()], False),
+    ("a later matmul", [_mm(), _mm(dst=300), _nq()], False),
+    ("bias between", [_mm(), Descriptor(Op.BIAS, n=64, src=100, dst=100), _nq()], False),
+    ("a write elsewhere", [_mm(), Descriptor(Op.ROPE, heads=1, k=16, src=500, dst=500), _nq()], False),
+    ("a norm between", [_mm(), _nq(src=300), _nq()], False),
+    ("matmul skipped", [_mm(flags=Flag.LAST_BLOCK), _nq()], False),
+    ("next block", [_mm(), Descriptor(Op.END), _nq()], False),
+])
+def test_mark_prescanned_is_conservative(name, descs, flagged):
+    mark_prescanned(descs)
+    assert bool(descs[-1].flags & Flag.PRESCANNED) == flagged
+    assert not any(d.flags & Flag.PRESCANNED for d in descs[:-1] if d.op != Op.NORM_QUANT)
+
+
+@pytest.mark.parametrize("note", ["layers.0 attn_norm", "layers.0 o input", "layers.0 quant q heads"])
+def test_isa_model_refuses_a_wrong_prescanned_flag(images, note):
+    """After EMBED or ATTN (not a MATMUL) the flag is a compiler bug the model must report (HEADS
+    ignores it, as the unit does)."""
+    dev = Device(images["tiny-qwen2"])
+    d = next(d for d in dev.prog.descs if d.note == note)
+    d.flags |= Flag.PRESCANNED
+    lay = dev.prog.layout
+    dev.ddr[lay.program:lay.program + dev.prog.nbytes] = dev.prog.to_bytes()
+    if "heads" in note:
+        dev.call([1, 2])
+        return
+    with pytest.raises(AssertionError, match="PRESCANNED"):
+        dev.call([1, 2])
+
+
+def test_isa_model_refuses_prescanned_after_a_write():
+    """The model's own check: a MATMUL wrote the vector, then a BIAS rewrote it."""
+    from ternfpga.sim.isa_model import Ctx
+
+    m = IsaModel(PARAMS, bytearray(1 << 16))
+    ctx = Ctx(T=2, pos0=0, tok0=0, last_block=True)
+    m.op_number, m.last_matmul = 5, (5, 100, 64, 2)
+    m.vmem_writer[100:164] = 5
+    m.op_norm_quant(_nq(flags=Flag.PRESCANNED, mode=NormMode.ABSMAX), ctx)
+    m.vmem_writer[130] = 6
+    with pytest.raises(AssertionError, match="PRESCANNED"):
+        m.op_norm_quant(_nq(flags=Flag.PRESCANNED, mode=NormMode.ABSMAX), ctx)
+    m.vmem_writer[130] = 5
+    with pytest.raises(AssertionError, match="PRESCANNED"):  # lane 2 was not written
+        m.op_norm_quant(_nq(flags=Flag.PRESCANNED, mode=NormMode.ABSMAX), Ctx(T=3, pos0=0, tok0=0, last_block=True))

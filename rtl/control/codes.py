@@ -23,6 +23,7 @@ class Flag(enum.IntFlag):
     LAST_TOKEN = 1
     LAST_BLOCK = 2
     RAW = 4  # MATMUL: raw integer sums
+    PRESCANNED = 8  # NORM_QUANT RMS/ABSMAX: max |h| per lane from the MATMUL unit, no scanning pass
 
 
 class NormMode(enum.IntEnum):

@@ -40,7 +40,9 @@ STORE       mode I32 (words) or I8 (packed bytes), n per token, src; token t to 
 =========== ============================================================================================
 
 Flags: LAST_TOKEN (the op runs for token T-1 only), LAST_BLOCK (skipped unless this is the call's last
-block).
+block), RAW (MATMUL), PRESCANNED (NORM_QUANT RMS/ABSMAX: src..src+n is exactly what the most recent
+MATMUL wrote, in every lane the op processes, and no op wrote it since; the op takes each lane's max |h|
+from the MATMUL unit instead of scanning for it, with the same results; HEADS ignores it).
 """
 from __future__ import annotations
 

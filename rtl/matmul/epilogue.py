@@ -18,10 +18,18 @@ TOPK rows pass one register slice, so ``inp.ready`` follows ``topk.ready`` throu
 ``mode``, ``dst``, ``lanes`` and ``last_lane`` must be steady while rows are in flight. ``idle`` (one
 cycle late): no row was in the pipeline in the previous cycle; once no more rows come, it means every
 VMEM write has been made and every top-K row handed over.
+
+Per token lane ``t``, ``lane_absmax[t]`` is the largest ``|w|`` of the words ``w`` written to lane ``t``
+since ``clear`` (``|-2**31| = 2**31``, as NORM_QUANT's own pass takes it; 0 when none) and
+``lane_absmax_pos[t]`` says whether a word ``w >= 0`` reached it (absmax quantization rounds half up,
+so a vector's int8 values depend on the sign of its extreme, not only on its magnitude: NqScalar ``M'``).
+The pair is the maximum of ``2|w| + (w >= 0)``: the magnitude is registered the cycle after the write,
+the maximum the cycle after that, so it is final in the cycle ``idle`` (one cycle late) rises. NORM_QUANT
+takes it with Flag.PRESCANNED instead of a pass over the vector.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -57,6 +65,9 @@ class MatmulEpilogue(wiring.Component):
             "vw": Out(VmemWriteSignature(B, depth)),
             "topk": Out(stream.Signature(topk_layout(params))),
             "idle": Out(1),
+            "clear": In(1),
+            "lane_absmax": Out(data.ArrayLayout(WORD_BITS, B)),
+            "lane_absmax_pos": Out(B),
         })
 
     def elaborate(self, platform):
@@ -142,6 +153,19 @@ class MatmulEpilogue(wiring.Component):
             m.d.sync += self.vw.data.word_select(t, WORD_BITS).eq(Mux(fast, sat, lanes[t].out))
         wv = Signal()
         m.d.sync += wv.eq(fast | act_v[-1])
+
+        # -- the max |w| per lane of the words written (see the module docstring) --------------------
+        for t in range(B):
+            w = self.vw.data.word_select(t, WORD_BITS).as_signed()
+            wrote = Signal(name=f"wrote{t}")
+            mag = Signal(WORD_BITS, name=f"mag{t}")  # |w|, 2**31 for -2**31
+            pos = Signal(name=f"pos{t}")
+            m.d.sync += [wrote.eq(self.vw.en[t]), mag.eq(Mux(w[-1], -w, w)), pos.eq(~w[-1])]
+            best = Cat(self.lane_absmax_pos[t], self.lane_absmax[t])
+            with m.If(self.clear):
+                m.d.sync += best.eq(0)
+            with m.Elif(wrote & (Cat(pos, mag) > best)):
+                m.d.sync += best.eq(Cat(pos, mag))
 
         busy = self.inp.valid | tk.valid | v1 | v2 | v3 | wv
         for v in act_v:

@@ -15,6 +15,11 @@ engine is done, the epilogue has drained and, for TOPK, ``topk_idle`` is high. `
 ErrorCode.AXI_READ when the engine saw a read error, with ``error_addr`` the failing burst's address.
 ``stall``: the engine runs and a weight stream waits for DDR data.
 
+``lane_absmax`` / ``lane_absmax_pos`` (per token lane: the largest ``|w|`` of the words this pass wrote
+to the VMEM, and whether a word ``w >= 0`` reached it; :class:`~.epilogue.MatmulEpilogue`) are cleared
+at ``start`` and kept after ``done`` until the next ``start``: NORM_QUANT with Flag.PRESCANNED reads
+them instead of scanning the vector. Lanes ``>= T`` and TOPK passes write nothing and read 0.
+
 Activations: ``act`` goes straight to the engine (the NORM_QUANT unit writes it while this unit is
 idle); ``xs_we``/``xs_lane``/``xs_value`` write the per-lane activation scales held here.
 
@@ -64,6 +69,8 @@ class MatmulOp(wiring.Component):
             "topk_clear": Out(1),
             "topk_k": Out(range(params.max_head_k + 1)),
             "topk_idle": In(1),
+            "lane_absmax": Out(data.ArrayLayout(32, B)),
+            "lane_absmax_pos": Out(B),
         })
         super().__init__(members)
 
@@ -98,7 +105,9 @@ class MatmulOp(wiring.Component):
                          self.topk_k.eq(Mux(desc.count > p.max_head_k, p.max_head_k, desc.count))]
             for t in range(B):
                 m.d.sync += lanes[t].eq(ctx.T > t)
-        m.d.comb += [epi.mode.eq(mode), epi.dst.eq(dst), epi.lanes.eq(lanes), epi.last_lane.eq(last_lane)]
+        m.d.comb += [epi.mode.eq(mode), epi.dst.eq(dst), epi.lanes.eq(lanes), epi.last_lane.eq(last_lane),
+                     epi.clear.eq(self.start),
+                     self.lane_absmax.eq(epi.lane_absmax), self.lane_absmax_pos.eq(epi.lane_absmax_pos)]
 
         # the engine: its pass registers are latched at its start (desc is steady until done)
         m.d.comb += [

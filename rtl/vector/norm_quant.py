@@ -16,15 +16,25 @@ src + n)``:
 and every earlier one have been read for the last time); the scale words (``aux`` .. ``aux + n/k - 1``)
 must not overlap ``src .. src + n - 1``.
 
+Flag.PRESCANNED (RMS and ABSMAX; HEADS ignores it): ``lane_absmax[t]`` / ``lane_absmax_pos[t]`` (the
+MATMUL unit's: max |h| of lane ``t`` and whether an ``h >= 0`` reached it) stand in for the first pass,
+with the same results. ``t`` depends on max |h| alone, so RMS skips its ``MAX`` pass; absmax
+quantization also depends on the extreme's sign (``M'``, :class:`NqScalar`), which the pair gives, so
+ABSMAX skips its ``STATS`` pass (``ss`` is not used there) and hands the scalar ``maxz, minz = M, 0``
+(reached by ``h >= 0``) or ``0, -M``: the same ``max(maxz, -minz)`` and ``max(maxz, ~minz)``. The
+compiler sets the flag only where it holds (host/program.py ``mark_prescanned``).
+
 Work is split into jobs (one per token, or per token and head) and three stages, each with a one-job
 slot: passes over VMEM at one element per cycle through :class:`QuantPipe` (RMS: ``MAX`` for ``t``, then
-``STATS``; else ``STATS`` only), the scalar chain (:class:`NqScalar`: ~45 cycles for absmax, ~120 for
-RMSNorm) and the ``WRITE`` pass. The read port serves the next job's statistics while the scalar chain
-works on the current one and while the last write's tail drains, so with several jobs a vector takes
-about ``3n + 25`` cycles (RMS), ``2n + 20`` (absmax) or ``2k + 15`` per head; a lone vector also waits
-for its scalar chain (n = 896: 2830 cycles RMS, 1864 absmax; 14 heads of 64: 2008). The gains are read
-once per op into a 128-bit wide buffer (8 per word); their DDR latency hides under the first ``MAX``
-pass.
+``STATS``; else ``STATS`` only; prescanned: RMS ``STATS`` only, ABSMAX none), the scalar chain
+(:class:`NqScalar`: ~45 cycles for absmax, ~120 for RMSNorm) and the ``WRITE`` pass. The read port
+serves the next job's statistics while the scalar chain works on the current one and while the last
+write's tail drains, so with several jobs a vector takes about ``3n + 25`` cycles (RMS), ``2n + 20``
+(absmax) or ``2k + 15`` per head, prescanned ``2n + 25`` (RMS) and ``n + 25`` (absmax); a lone vector
+also waits for its scalar chain (n = 896: 2838 cycles RMS, 1866 absmax, prescanned 1962 and 963; 14
+heads of 64: 2008). The gains are read once per op into a 128-bit wide buffer (8 per word); their DDR
+latency hides under the first ``MAX`` pass, or, prescanned, the first ``STATS`` pass reads each beat as
+soon as it is in (a beat holds 8 gains, so after the first one the read stays ahead).
 
 Errors: ``n`` zero or above ``max_k``, an unknown mode, ``HEADS`` with ``k`` zero or not dividing ``n``:
 ``BAD_DESC`` before anything is read or written (the divisibility check takes ``n / k`` cycles;
@@ -34,11 +44,11 @@ the gains: the op runs to its end, then ``AXI_READ`` with the failing burst's ad
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import Out
+from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from ..accel_params import BEAT_BYTES, AccelParams
@@ -52,6 +62,14 @@ from .quant_pipe import Pass, QuantPipe
 
 ACT_FIFO = 8  # engine chunks buffered between the pipeline and ``act``
 GAINS_PER_WORD = 8  # int16 per 128-bit beat
+
+
+def tshift_of(absmax):
+    """RMSNorm's reduction shift ``t = max(0, bitlen(absmax) - 23)`` of a 32-bit max |h| (or their OR)."""
+    t = 0
+    for b in range(22, 32):
+        t = Mux(absmax[b], b - 22, t)
+    return t
 
 
 class NormQuantOp(wiring.Component):
@@ -71,6 +89,8 @@ class NormQuantOp(wiring.Component):
             "xs_we": Out(1),
             "xs_lane": Out(range(B)),
             "xs_value": Out(PF_LAYOUT),
+            "lane_absmax": In(data.ArrayLayout(32, B)),
+            "lane_absmax_pos": In(B),
         })
 
     def elaborate(self, platform):
@@ -98,6 +118,7 @@ class NormQuantOp(wiring.Component):
 
         # -- the op's registers, latched at start ----------------------------------------------
         rms, heads = Signal(), Signal()
+        pre_rms, pre_abs = Signal(), Signal()  # Flag.PRESCANNED: no MAX pass (RMS), no STATS pass (ABSMAX)
         n = Signal(n_w)
         L = Signal(n_w)  # elements per job: n, or k (HEADS)
         src, dst, aux = (Signal(range(depth), name=x) for x in ("src", "dst", "aux"))
@@ -116,6 +137,7 @@ class NormQuantOp(wiring.Component):
         bad_desc = ((desc.n == 0) | (desc.n > max_n) | (mode > NormMode.HEADS)
                     | ((mode == NormMode.HEADS) & (desc.k == 0)))
         last_tok = (desc.flags & Flag.LAST_TOKEN).any()
+        prescanned = (desc.flags & Flag.PRESCANNED).any()
         rem = Signal(n_w)  # HEADS: n mod k by subtraction
         k_big = Signal()  # k does not fit n_w bits
         nch = Signal(n_w)  # chunks per token
@@ -134,7 +156,7 @@ class NormQuantOp(wiring.Component):
         with m.If(rd.data.valid):
             m.d.sync += [g_widx.eq(g_widx + 1), g_left.eq(g_left - 1)]
         gains_ok = Signal()
-        m.d.sync += gains_ok.eq(g_left == 0)
+        m.d.sync += gains_ok.eq(g_left == 0)  # (cleared when the read is issued, below)
 
         # -- jobs: stats side (s_*), its slot (sv), the scalar's (q_*), the result (rv), the write (w_*)
         s_t, s_c, s_off, s_more = Signal(range(B + 1)), Signal(n_w), Signal(n_w), Signal()
@@ -142,6 +164,7 @@ class NormQuantOp(wiring.Component):
         sv = Signal()
         j_t, j_c, j_off, j_tshift = Signal(range(B)), Signal(n_w), Signal(n_w), Signal(4)  # slot's job
         j_last = Signal()
+        j_maxz, j_minz = Signal(32), Signal(signed(33))  # ABSMAX prescanned: the job's statistics
         q_t, q_c, q_off, q_tshift, q_last = Signal(range(B)), Signal(n_w), Signal(n_w), Signal(4), Signal()
         rv = Signal()
         w_t, w_c, w_off, w_tshift, w_last = Signal(range(B)), Signal(n_w), Signal(n_w), Signal(4), Signal()
@@ -152,8 +175,17 @@ class NormQuantOp(wiring.Component):
         with m.If(sv & ~scal.busy & ~scal.start & ~scal.done & ~rv & ~scal.prep):
             m.d.sync += [scal.start.eq(1), sv.eq(0), q_t.eq(j_t), q_c.eq(j_c), q_off.eq(j_off),
                          q_tshift.eq(j_tshift), q_last.eq(j_last)]
-        m.d.comb += [scal.ss.eq(pipe.ss), scal.maxz.eq(pipe.maxz), scal.minz.eq(pipe.minz),
-                     scal.tshift.eq(j_tshift)]
+        m.d.comb += [scal.ss.eq(pipe.ss), scal.maxz.eq(Mux(pre_abs, j_maxz, pipe.maxz)),
+                     scal.minz.eq(Mux(pre_abs, j_minz, pipe.minz)), scal.tshift.eq(j_tshift)]
+
+        # -- prescanned: lane s_t's max |h| from the MATMUL unit, registered (when a pass or a job uses
+        # these, s_t has been steady for a cycle or more: CHUNKS, or the scalar taking the previous job)
+        pre_tshift = Signal(4)  # RMS: t, as the MAX pass would give it
+        pre_maxz = Signal(32)  # ABSMAX: what the STATS pass's max(z, 0) and min(z, 0) would give the scalar,
+        pre_minz = Signal(signed(33))  # which only needs max(maxz, -minz) and max(maxz, ~minz)
+        amax = self.lane_absmax[s_t]
+        apos = self.lane_absmax_pos.bit_select(s_t, 1)
+        m.d.sync += [pre_tshift.eq(tshift_of(amax)), pre_maxz.eq(Mux(apos, amax, 0)), pre_minz.eq(Mux(apos, 0, -amax))]
         with m.If(scal.done):
             m.d.sync += rv.eq(1)
 
@@ -170,8 +202,13 @@ class NormQuantOp(wiring.Component):
         more, is_last, ipos0, credit_pass = Signal(), Signal(), Signal(), Signal()
         credit_ok = Signal(init=1)
         need_credit = credit_pass & ipos0
+        # an RMS STATS pass reads each gain beat once it is in the buffer (g_ready, registered: that
+        # gidx's beat, one ahead, has been written, or all have; the previous element's beat plus one
+        # bounds the next one's); only a prescanned STATS pass can begin before the gains are all in
+        g_pass, g_ready = Signal(), Signal()
+        m.d.sync += g_ready.eq(~g_pass | gains_ok | (g_widx > (gidx >> 3) + 1))
         issue = Signal()
-        m.d.comb += issue.eq(more & (~need_credit | credit_ok))
+        m.d.comb += issue.eq(more & (~need_credit | credit_ok) & g_ready)
         m.d.comb += [self.vr.addr.eq(rd_addr), self.vr.en.eq(issue),
                      g_rd.addr.eq(gidx >> 3), pipe.glane.eq(gidx[:3]), pipe.issue.eq(issue),
                      pipe.row.eq(self.vr.data), pipe.gword.eq(g_rd.data),
@@ -183,9 +220,10 @@ class NormQuantOp(wiring.Component):
                          ipos.eq(Mux(ipos == tpl - 1, 0, ipos + 1)), ipos0.eq(ipos == tpl - 1)]
 
         def begin(k, lane, tshift, off):
+            gp = (k == Pass.STATS) & rms
             return [kind.eq(k), p_lane.eq(lane), p_tshift.eq(tshift), left.eq(L), more.eq(1),
                     is_last.eq(L == 1), rd_addr.eq(src + off), gidx.eq(goff), ipos.eq(0), ipos0.eq(1),
-                    credit_pass.eq((k == Pass.WRITE) & ~heads)]
+                    credit_pass.eq((k == Pass.WRITE) & ~heads), g_pass.eq(gp), g_ready.eq(~gp | gains_ok)]
 
         # -- the write side: VMEM words, engine chunks -------------------------------------------
         aux_we = Signal()
@@ -228,11 +266,24 @@ class NormQuantOp(wiring.Component):
         m.d.comb += reserved_next.eq(reserved + (issue & need_credit) - (self.act.valid & self.act.ready))
         m.d.sync += [reserved.eq(reserved_next), credit_ok.eq(reserved_next < ACT_FIFO - 1)]
 
+        def new_job():
+            """The stats side's job into the scalar's slot; the next stats job."""
+            m.d.sync += [sv.eq(1), j_t.eq(s_t), j_c.eq(s_c), j_off.eq(s_off), j_tshift.eq(Mux(rms, s_tshift, 0))]
+            last_c = s_c == nch - 1
+            last_t = s_t == T - 1
+            m.d.sync += j_last.eq(last_c & last_t)
+            with m.If(last_c):
+                m.d.sync += [s_c.eq(0), s_off.eq(0), s_t.eq(s_t + 1), s_more.eq(~last_t)]
+            with m.Else():
+                m.d.sync += [s_c.eq(s_c + 1), s_off.eq(s_off + L)]
+
         # -- control -------------------------------------------------------------------------------
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [rms.eq(mode == NormMode.RMS), heads.eq(mode == NormMode.HEADS),
+                                 pre_rms.eq(prescanned & (mode == NormMode.RMS)),
+                                 pre_abs.eq(prescanned & (mode == NormMode.ABSMAX)),
                                  n.eq(desc.n), rem.eq(desc.n), k_big.eq(desc.k[n_w:].any()), nch.eq(0),
                                  src.eq(desc.src), dst.eq(desc.dst), aux.eq(desc.aux), T.eq(ctx.T),
                                  s_g.eq(desc.scale0), eps.eq(desc.scale1),
@@ -257,7 +308,7 @@ class NormQuantOp(wiring.Component):
                     beats = (g_addr[:4] + (n << 1) + BEAT_BYTES - 1) >> 4
                     m.d.sync += [goff.eq(g_addr[1:4]), g_beats.eq(beats)]
                     with m.If(rms):
-                        m.d.sync += [g_cmd.eq(1), g_left.eq(beats), scal.prep.eq(1)]
+                        m.d.sync += [g_cmd.eq(1), g_left.eq(beats), scal.prep.eq(1), gains_ok.eq(0)]
                     m.next = "SELECT"
             with m.State("SELECT"):
                 with m.If(rv & ~pipe.write_busy):
@@ -272,35 +323,33 @@ class NormQuantOp(wiring.Component):
                     m.d.sync += begin(Pass.WRITE, q_t, q_tshift, q_off)
                     m.next = "PASS"
                 with m.Elif(s_more & ~sv):
-                    m.d.sync += pipe.clear.eq(1)
-                    m.d.sync += begin(Mux(rms, Pass.MAX, Pass.STATS), s_t, 0, s_off)
-                    m.next = "PASS"
+                    with m.If(pre_abs):  # the statistics are known: no pass before WRITE
+                        new_job()
+                        m.d.sync += [j_maxz.eq(pre_maxz), j_minz.eq(pre_minz)]
+                    with m.Elif(pre_rms):  # t is known: STATS first, as the gains come in
+                        m.d.sync += [pipe.clear.eq(1), s_tshift.eq(pre_tshift)]
+                        m.d.sync += begin(Pass.STATS, s_t, pre_tshift, s_off)
+                        m.next = "PASS"
+                    with m.Else():
+                        m.d.sync += pipe.clear.eq(1)
+                        m.d.sync += begin(Mux(rms, Pass.MAX, Pass.STATS), s_t, 0, s_off)
+                        m.next = "PASS"
             with m.State("PASS"):
+                m.d.comb += self.stall.eq(more & ~g_ready)
                 with m.If(is_last & issue):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 with m.If(kind == Pass.MAX):
                     m.d.comb += self.stall.eq(~gains_ok & ~pipe.front_busy)
                     with m.If(~pipe.front_busy & gains_ok):
-                        # t = max(0, bitlen(max|h|) - 23)
-                        tsh = 0
-                        for b in range(22, 32):
-                            tsh = Mux(pipe.or_abs[b], b - 22, tsh)
+                        tsh = tshift_of(pipe.or_abs)  # bitlen(OR |h|) = bitlen(max |h|)
                         m.d.sync += [s_tshift.eq(tsh), pipe.clear.eq(1)]
                         m.d.sync += begin(Pass.STATS, s_t, tsh, s_off)
                         m.next = "PASS"
                 with m.Elif(kind == Pass.STATS):
                     with m.If(~pipe.sums_busy):
-                        # the statistics wait in the pipe's sums for the scalar; the next stats job
-                        m.d.sync += [sv.eq(1), j_t.eq(s_t), j_c.eq(s_c), j_off.eq(s_off),
-                                     j_tshift.eq(Mux(rms, s_tshift, 0))]
-                        last_c = s_c == nch - 1
-                        last_t = s_t == T - 1
-                        m.d.sync += j_last.eq(last_c & last_t)
-                        with m.If(last_c):
-                            m.d.sync += [s_c.eq(0), s_off.eq(0), s_t.eq(s_t + 1), s_more.eq(~last_t)]
-                        with m.Else():
-                            m.d.sync += [s_c.eq(s_c + 1), s_off.eq(s_off + L)]
+                        # the statistics wait in the pipe's sums for the scalar
+                        new_job()
                         m.next = "SELECT"
                 with m.Elif(~pipe.front_busy):  # WRITE: its tail may drain under the next stats pass
                     with m.If(w_last):
