@@ -5,6 +5,8 @@ import json
 
 from ternfpga.quant.errors import TernError
 
+from .backend_args import add_accel_arg, open_from_args
+
 
 def register(sub, name: str):
     p = sub.add_parser(name, help="fidelity report: golden vs fake-quant float vs float",
@@ -16,8 +18,7 @@ def register(sub, name: str):
     p.add_argument("--backend", default="ref", choices=("ref", "sim"),
                    help="where the device path's shortlists come from: ref (golden model, default) or sim "
                         "(virtual KV260)")
-    p.add_argument("--accel", metavar="PARAMS.json", default=None,
-                   help="--backend sim: the accelerator's parameters JSON (`ternfpga rtl accel -o` writes it)")
+    add_accel_arg(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(run=run)
     return p
@@ -54,19 +55,10 @@ def run(args) -> int:
 
     from ..evaluate import fidelity
 
-    from ..backend import open_backend
-
     image = ModelImage.open(args.model)
     ckpt = Checkpoint.open(args.checkpoint)
     check_source(image, ckpt)
-    params = None
-    if args.accel is not None:
-        from ..driver import params_from_json
-
-        if args.backend != "sim":
-            raise TernError(f"--accel does not apply to the {args.backend} backend", "drop it, or use --backend sim")
-        params = params_from_json(args.accel)
-    backend = open_backend(args.backend, image, params=params)
+    backend = open_from_args(args, image)
     rep = fidelity(image, ckpt, args.tokens, backend=backend)
     if args.json:
         print(json.dumps(rep))

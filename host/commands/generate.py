@@ -6,6 +6,8 @@ import sys
 
 from ternfpga.quant.errors import TernError
 
+from .backend_args import add_accel_arg, open_from_args
+
 
 def register(sub, name: str):
     p = sub.add_parser(name, help="generate text from a model image",
@@ -13,9 +15,7 @@ def register(sub, name: str):
                                    "comes, then the prefill time and decode tokens/s.")
     p.add_argument("--model", required=True, metavar="MODEL.tern", help="model image from `ternfpga quantize`")
     p.add_argument("--backend", default="ref", help="ref (golden model), sim (virtual KV260), kv260 (board)")
-    p.add_argument("--accel", metavar="PARAMS.json", default=None,
-                   help="--backend sim: the accelerator's parameters JSON (`ternfpga rtl accel -o` writes it; "
-                        "default: the default accelerator)")
+    add_accel_arg(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text (tokenized raw, no template)")
     src.add_argument("--prompt-ids", metavar="IDS", help="comma-separated token ids, e.g. 1,2,3")
@@ -37,7 +37,6 @@ def register(sub, name: str):
 def run(args) -> int:
     from ternfpga.quant.image import ModelImage
 
-    from ..backend import open_backend
     from ..generate import TextStream, chat_stop_ids, encode_prompt, generate, parse_prompt_ids
     from ..sampling import Sampler, SamplingOptions
 
@@ -58,14 +57,7 @@ def run(args) -> int:
     if len(prompt_ids) > max_ctx:
         raise TernError(f"the prompt has {len(prompt_ids)} tokens, more than the max context {max_ctx}",
                         "shorten the prompt or re-quantize with a larger --max-ctx")
-    params = None
-    if args.accel is not None:
-        from ..driver import params_from_json
-
-        if args.backend != "sim":
-            raise TernError(f"--accel does not apply to the {args.backend} backend", "drop it, or use --backend sim")
-        params = params_from_json(args.accel)
-    backend = open_backend(args.backend, image, params=params)
+    backend = open_from_args(args, image)
     sampler = Sampler(opts, backend.head_k)
     stop = () if args.ignore_eos else tuple(cfg.eos_ids) + (chat_stop_ids(tokenizer) if args.chat else ())
     stream = TextStream(tokenizer)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import json
 import os
 import subprocess
 import time
@@ -28,7 +27,8 @@ import numpy as np
 from ternfpga.host.transport import DdrBuffer, Transport
 from ternfpga.quant.errors import TernError
 from ternfpga.sim.cocotb.build import build_lock, ensure_verilator
-from ternfpga.sim.verilator.engine_bench import _build_env, _rtl_digest, make_flags
+from ternfpga.sim.verilator.cache import verilog_cached
+from ternfpga.sim.verilator.engine_bench import _build_env, make_flags
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -52,16 +52,7 @@ def accel_verilog_cached(params, root: Path = BUILD_ROOT) -> str:
     """The accelerator's Verilog, cached under ``root/verilog/`` by parameters and RTL sources."""
     from ternfpga.rtl.generate import accel_verilog
 
-    key = hashlib.sha256((json.dumps(params.to_dict(), sort_keys=True) + _rtl_digest()).encode()).hexdigest()[:16]
-    path = Path(root) / "verilog" / f"{TOP}-{key}.v"
-    if path.is_file():
-        return path.read_text()
-    text = accel_verilog(params, TOP)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return text
+    return verilog_cached(TOP, params.to_dict(), lambda: accel_verilog(params, TOP), root)
 
 
 def build_board(params, *, root: Path = BUILD_ROOT, jobs: int | None = None, opt: str = DEFAULT_OPT) -> tuple[Path, bool]:

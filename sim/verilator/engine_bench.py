@@ -33,6 +33,7 @@ from ternfpga.rtl.params import EngineParams
 from ternfpga.rtl.port import act_layout, out_layout
 from ternfpga.sim.cocotb.build import build_lock, ensure_verilator
 from ternfpga.sim.engine_io import plan_pass
+from ternfpga.sim.verilator.cache import rtl_digest, verilog_cached
 from ternfpga.sim.golden.matvec import matvec
 from ternfpga.sim.numerics import pf
 
@@ -63,30 +64,11 @@ class EngineSimError(AssertionError):
 
 
 # -- Verilog ---------------------------------------------------------------------------------------
-def _rtl_digest() -> str:
-    """Hash of the RTL sources and the Amaranth version: the key of the cached Verilog."""
-    import amaranth
-
-    h = hashlib.sha256(amaranth.__version__.encode())
-    rtl = REPO_ROOT / "rtl"
-    for f in sorted(rtl.rglob("*.py")):
-        h.update(str(f.relative_to(rtl)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
-
 
 def engine_verilog_cached(params: EngineParams, root: Path = BUILD_ROOT) -> str:
     """The engine's Verilog, cached under ``root/verilog/`` by parameters and RTL source hash (large
     engines take many seconds to convert)."""
-    key = hashlib.sha256((json.dumps(params.to_dict(), sort_keys=True) + _rtl_digest()).encode()).hexdigest()[:16]
-    path = Path(root) / "verilog" / f"{TOP}-{key}.v"
-    if path.is_file():
-        return path.read_text()
-    text = engine_verilog(params, TOP)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return text
+    return verilog_cached(TOP, params.to_dict(), lambda: engine_verilog(params, TOP), root)
 
 
 def _git_head() -> str:
@@ -311,6 +293,6 @@ def run_engine_pass(params: EngineParams | None = None, *, rows: int = 4864, col
         "outputs_checked": checked,
         "exe": str(exe),
         "rtl_commit": _git_head(),
-        "rtl_digest": _rtl_digest()[:12],
+        "rtl_digest": rtl_digest()[:12],
     }
     return out
