@@ -17,8 +17,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +24,8 @@ import numpy as np
 
 from ternfpga.host.transport import DdrBuffer, Transport
 from ternfpga.quant.errors import TernError
-from ternfpga.sim.cocotb.build import build_lock, ensure_verilator
-from ternfpga.sim.verilator.cache import verilog_cached
+from ternfpga.sim.cocotb.build import ensure_verilator
+from ternfpga.sim.verilator.cache import cached_build, verilog_cached
 from ternfpga.sim.verilator.engine_bench import _build_env, make_flags
 
 HERE = Path(__file__).resolve().parent
@@ -63,29 +61,16 @@ def build_board(params, *, root: Path = BUILD_ROOT, jobs: int | None = None, opt
     mflags = make_flags(opt)
     key = "\0".join([text, *VERILATOR_ARGS, *mflags, *(f.read_text() for f in SOURCES), verilator.__version__])
     build_dir = Path(root) / f"board-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    build_dir.mkdir(parents=True, exist_ok=True)
     lib = build_dir / "libvkv260.so"
-    stamp = build_dir / ".built"
-    with build_lock(build_dir):
-        if stamp.is_file() and lib.is_file():
-            return lib, False
-        vfile = build_dir / f"{TOP}.v"
-        vfile.write_text(text)
-        tool = ensure_verilator()
-        jobs = jobs or os.cpu_count() or 1
-        cmd = [str(tool), "--cc", "--exe", "--build", *VERILATOR_ARGS, "--top-module", TOP, "--prefix", "Vaccel",
-               "-Mdir", str(build_dir / "obj"), "-o", str(lib), "-j", str(jobs), "-CFLAGS", "-fPIC",
-               "-CFLAGS", f"-I{HERE}", "-LDFLAGS", "-shared", "-MAKEFLAGS", " ".join(mflags),
-               str(HERE / "board.cpp"), str(HERE / "ddr_model.cpp"), str(vfile)]
-        t0 = time.perf_counter()
-        res = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True, env=_build_env())
-        (build_dir / "build.log").write_text(" ".join(cmd) + "\n" + res.stdout + res.stderr
-                                             + f"\n{time.perf_counter() - t0:.0f} s\n")
-        if res.returncode != 0 or not lib.is_file():
-            raise BoardError(f"the virtual KV260 did not build (exit {res.returncode}); see {build_dir / 'build.log'}",
-                             "fix the error at the end of that log")
-        stamp.touch()
-    return lib, True
+    vfile = build_dir / f"{TOP}.v"
+    cmd = [str(ensure_verilator()), "--cc", "--exe", "--build", *VERILATOR_ARGS, "--top-module", TOP, "--prefix", "Vaccel",
+           "-Mdir", str(build_dir / "obj"), "-o", str(lib), "-j", str(jobs or os.cpu_count() or 1), "-CFLAGS", "-fPIC",
+           "-CFLAGS", f"-I{HERE}", "-LDFLAGS", "-shared", "-MAKEFLAGS", " ".join(mflags),
+           str(HERE / "board.cpp"), str(HERE / "ddr_model.cpp"), str(vfile)]
+    built = cached_build(build_dir, lib, cmd, prepare=lambda: vfile.write_text(text), env=_build_env(),
+                         fail=lambda res, log: BoardError(f"the virtual KV260 did not build (exit {res.returncode}); "
+                                                          f"see {log}", "fix the error at the end of that log"))
+    return lib, built
 
 
 def _load(lib: Path) -> ctypes.CDLL:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ternfpga.sim.cocotb.build import build_lock
+from ternfpga.sim.verilator.cache import cached_build
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -58,18 +58,10 @@ def build_traffic(root: Path = BUILD_ROOT) -> Path:
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     h.update("\0".join([CXX, *CXXFLAGS, _compiler_version()]).encode())
     build_dir = Path(root) / f"traffic-{h.hexdigest()[:12]}"
-    build_dir.mkdir(parents=True, exist_ok=True)
     exe = build_dir / "traffic"
-    stamp = build_dir / ".built"
-    with build_lock(build_dir):
-        if stamp.is_file() and exe.is_file():
-            return exe
-        cmd = [CXX, *CXXFLAGS, "-o", str(exe), str(HERE / "traffic.cpp"), str(HERE / "ddr_model.cpp")]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        (build_dir / "build.log").write_text(" ".join(cmd) + "\n" + res.stdout + res.stderr)
-        if res.returncode != 0 or not exe.is_file():
-            raise DdrModelError(f"traffic build failed (exit {res.returncode}): {(res.stdout + res.stderr)[-2000:]}")
-        stamp.touch()
+    cmd = [CXX, *CXXFLAGS, "-o", str(exe), str(HERE / "traffic.cpp"), str(HERE / "ddr_model.cpp")]
+    cached_build(build_dir, exe, cmd, fail=lambda res, log: DdrModelError(
+        f"traffic build failed (exit {res.returncode}): {(res.stdout + res.stderr)[-2000:]}"))
     return exe
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,3 +37,29 @@ def verilog_cached(top: str, params: dict, make: Callable[[], str], root: Path) 
     tmp.write_text(text)
     os.replace(tmp, path)
     return text
+
+
+def cached_build(build_dir: Path, product: Path, cmd: list[str], *,
+                 fail: Callable[[subprocess.CompletedProcess, Path], Exception],
+                 prepare: Callable[[], None] | None = None, env: dict | None = None) -> bool:
+    """Run the compiler command ``cmd`` in ``build_dir`` unless a finished build of ``product`` is there
+    (a ``.built`` stamp, touched only after a successful build). Holds the folder's lock, so two processes
+    never interleave a build; ``prepare`` runs under it first (e.g. writing the Verilog). The command line
+    and its output go to ``build.log``; a failure raises ``fail(result, log)``. True when it built now."""
+    from ternfpga.sim.cocotb.build import build_lock
+
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stamp = build_dir / ".built"
+    with build_lock(build_dir):
+        if stamp.is_file() and product.is_file():
+            return False
+        if prepare is not None:
+            prepare()
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True, env=env)
+        log = build_dir / "build.log"
+        log.write_text(" ".join(cmd) + "\n" + res.stdout + res.stderr + f"\n{time.perf_counter() - t0:.0f} s\n")
+        if res.returncode != 0 or not product.is_file():
+            raise fail(res, log)
+        stamp.touch()
+    return True

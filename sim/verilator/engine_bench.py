@@ -31,9 +31,9 @@ import numpy as np
 from ternfpga.rtl.generate import engine_verilog
 from ternfpga.rtl.params import EngineParams
 from ternfpga.rtl.port import act_layout, out_layout
-from ternfpga.sim.cocotb.build import build_lock, ensure_verilator
+from ternfpga.sim.cocotb.build import ensure_verilator
 from ternfpga.sim.engine_io import plan_pass
-from ternfpga.sim.verilator.cache import rtl_digest, verilog_cached
+from ternfpga.sim.verilator.cache import cached_build, rtl_digest, verilog_cached
 from ternfpga.sim.golden.matvec import matvec
 from ternfpga.sim.numerics import pf
 
@@ -112,26 +112,15 @@ def build_engine_sim(params: EngineParams, *, root: Path = BUILD_ROOT, jobs: int
     mflags = make_flags(opt)
     key = "\0".join([text, *VERILATOR_ARGS, *mflags, defines, HARNESS.read_text(), verilator.__version__])
     build_dir = Path(root) / f"engine-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    build_dir.mkdir(parents=True, exist_ok=True)
     exe = build_dir / "engine_sim"
-    stamp = build_dir / ".built"
-    with build_lock(build_dir):
-        if stamp.is_file() and exe.is_file():
-            return exe, time.perf_counter() - t0, False
-        vfile = build_dir / f"{TOP}.v"
-        vfile.write_text(text)
-        tool = ensure_verilator()
-        jobs = jobs or os.cpu_count() or 1
-        cmd = [str(tool), "--cc", "--exe", "--build", *VERILATOR_ARGS, "--top-module", TOP, "--prefix", "Vengine",
-               "-Mdir", str(build_dir / "obj"), "-o", str(exe), "-j", str(jobs),
-               "-CFLAGS", defines, "-MAKEFLAGS", " ".join(mflags), str(HARNESS), str(vfile)]
-        res = subprocess.run(cmd, cwd=build_dir, capture_output=True, text=True, env=_build_env())
-        (build_dir / "build.log").write_text(" ".join(cmd) + "\n" + res.stdout + res.stderr)
-        if res.returncode != 0 or not exe.is_file():
-            raise EngineSimError(f"Verilator build failed (exit {res.returncode}); see {build_dir / 'build.log'}\n"
-                                 + (res.stdout + res.stderr)[-3000:])
-        stamp.touch()
-    return exe, time.perf_counter() - t0, True
+    vfile = build_dir / f"{TOP}.v"
+    cmd = [str(ensure_verilator()), "--cc", "--exe", "--build", *VERILATOR_ARGS, "--top-module", TOP,
+           "--prefix", "Vengine", "-Mdir", str(build_dir / "obj"), "-o", str(exe), "-j", str(jobs or os.cpu_count() or 1),
+           "-CFLAGS", defines, "-MAKEFLAGS", " ".join(mflags), str(HARNESS), str(vfile)]
+    built = cached_build(build_dir, exe, cmd, prepare=lambda: vfile.write_text(text), env=_build_env(),
+                         fail=lambda res, log: EngineSimError(f"Verilator build failed (exit {res.returncode}); see "
+                                                              f"{log}\n" + (res.stdout + res.stderr)[-3000:]))
+    return exe, time.perf_counter() - t0, built
 
 
 # -- one pass --------------------------------------------------------------------------------------
