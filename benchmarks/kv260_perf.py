@@ -35,6 +35,12 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _shares(c: dict) -> dict:
+    """Percent of the call's cycles per op class (memstall overlaps the others)."""
+    return {k: round(100 * c[f"cycles_{k}"] / c["cycles_total"], 1)
+            for k in ("matmul", "attention", "vector", "head", "memstall")}
+
+
 def run_model(model: str, ctxs: list[int], *, ttft: bool, latency: int, work: Path, params_json: str | None) -> list[dict]:
     import numpy as np
 
@@ -68,13 +74,14 @@ def run_model(model: str, ctxs: list[int], *, ttft: bool, latency: int, work: Pa
         rd, wr = sum(s.read_bytes for s in st), sum(s.write_bytes for s in st)
         return c, rd, wr, (c1 - c0) / max(w1 - w0, 1e-9)
 
-    ttft_s = None
+    ttft_s, ttft_share = None, None
     rows = []
     if ttft:
         c, rd, wr, speed = measured_call(rng.integers(0, vocab, TTFT_TOKENS).tolist(), 0)
         ttft_s = c["cycles_total"] / CLOCK_HZ
+        ttft_share = _shares(c)
         print(f"# {model}: TTFT({TTFT_TOKENS}) {ttft_s:.3f} s simulated ({c['cycles_total']} cycles, "
-              f"{speed / 1e3:.0f}k cycles per CPU second)", file=sys.stderr)
+              f"{speed / 1e3:.0f}k cycles per CPU second; cycles % {ttft_share})", file=sys.stderr)
     for ctx in ctxs:
         c, rd, wr, speed = measured_call([int(rng.integers(0, vocab))], ctx - 1)
         cyc = c["cycles_total"]
@@ -82,12 +89,12 @@ def run_model(model: str, ctxs: list[int], *, ttft: bool, latency: int, work: Pa
         nbytes = rd + wr
         gb_s = nbytes / (cyc / CLOCK_HZ) / 1e9
         roof = ROOFLINE_BYTES_S / nbytes
-        share = {k: round(100 * c[f"cycles_{k}"] / cyc, 1) for k in ("matmul", "attention", "vector", "head", "memstall")}
+        share = _shares(c)
         rows.append({"model": model, "ctx": ctx, "decode_tok_s": round(tok_s, 2),
                      "ttft_128_s": None if ttft_s is None else round(ttft_s, 4), "bytes_per_token": nbytes,
                      "gb_s": round(gb_s, 2), "roofline_pct": round(100 * tok_s / roof, 1),
                      "roofline_tok_s": round(roof, 1), "decode_cycles": cyc, "read_bytes": rd, "write_bytes": wr,
-                     "ops": c["ops"], "cycle_share_pct": share, "sim_cycles_per_cpu_s": round(speed)})
+                     "ops": c["ops"], "cycle_share_pct": share, "ttft_cycle_share_pct": ttft_share, "sim_cycles_per_cpu_s": round(speed)})
     board.close()
     return rows
 
