@@ -117,6 +117,42 @@ def test_sim_equals_ref(root, board_build, preset, prompt_len, decodes):
     be.close()
 
 
+def test_one_evaluation_per_cycle_is_exact(root, board_build):
+    """The board evaluates the design once a cycle (no HP-port output follows an input combinationally);
+    settling before every edge as well gives the same cycles and the same shortlists."""
+    from ternfpga.sim.kv260.board import COMB_OUTPUTS
+
+    assert json.loads((board_build.parent / COMB_OUTPUTS).read_text()) == []
+    image = image_of(root, "tiny-qwen2")
+    prompt = np.random.default_rng(7).integers(0, image.config.vocab, B + 2).tolist()
+    seen = []
+    for settle in (False, True):
+        be = sim(image, board_build)
+        assert be.board.settle is False
+        be.board.set_settle(settle)
+        calls = [be.prefill(prompt), be.decode(3)]
+        seen.append([(c.ids.tolist(), c.logits_fx.tolist()) for c in calls] + [be.last_call["cycles_total"]])
+        be.close()
+    assert seen[0] == seen[1]
+
+
+def test_comb_outputs_finds_an_input_driven_output(tmp_path):
+    """The build's check sees an output written in Verilator's input-combinational region."""
+    from ternfpga.sim.kv260.board import comb_outputs
+
+    (tmp_path / "Vaccel.h").write_text("    VL_OUT8(&hp0___05Frready,0,0);\n    VL_OUTW(&hp0___05Fwdata,127,0,4);\n"
+                                       "    VL_IN8(&hp0___05Frvalid,0,0);\n")
+    body = ("\nvoid Vaccel___024root___ico_sequent__TOP__0(Vaccel___024root* vlSelf) {\n"
+            "    vlSelfRef.accel__DOT__x = vlSelfRef.hp0___05Frvalid;\nBODY\n}\n")
+    f = tmp_path / "Vaccel___024root__0.cpp"
+    f.write_text(body.replace("BODY", "    vlSelfRef.hp0___05Fwdata[1U] = 0U;"))
+    assert comb_outputs(tmp_path) == ["hp0___05Fwdata"]
+    f.write_text(body.replace("BODY", "    if (vlSelfRef.hp0___05Frready == 1U) {}"))
+    assert comb_outputs(tmp_path) == []
+    f.write_text(body.replace("BODY", "    vlSelfRef.hp0___05Frready = vlSelfRef.hp0___05Frvalid;"))
+    assert comb_outputs(tmp_path) == ["hp0___05Frready"]
+
+
 def test_decode_to_max_context(root, board_build):
     image = image_of(root, "demo", max_ctx=12, head_k=64)
     be, ref = sim(image, board_build), open_backend("ref", image)

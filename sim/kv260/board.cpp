@@ -10,6 +10,13 @@
 // One simulated cycle = one pl_clk0 cycle: the HP ports' inputs are set from the memory model's state,
 // the design settles, the handshakes that fire are handed to the model, then the clock edge and the
 // model's tick. Register accesses take simulated cycles like real AXI4-Lite transactions.
+//
+// Settling costs a whole evaluation of the design's input-driven logic. When no HP-port output depends
+// combinationally on an input (sim/kv260/board.py checks Verilator's input-combinational region for
+// writes to outputs after each build), the outputs after the last edge are already the settled ones: the
+// step then evaluates once, at the edge, and marks the clock's previous value low so that Verilator
+// sees the rising edge without a falling-edge evaluation (about a fifth of the time per cycle).
+// vk_set_settle(b, 1) forces the two evaluations; AXI4-Lite steps always settle.
 #include <verilated.h>
 
 #include <time.h>
@@ -23,6 +30,7 @@
 #include <string>
 
 #include "Vaccel.h"
+#include "Vaccel___024root.h"
 #include "ddr_model.h"
 
 using vkv260::BEAT_BYTES;
@@ -69,6 +77,7 @@ struct vk_board {
     double eval_cpu_s = 0;  // CPU seconds of this thread in run loops (speed on a busy machine)
     uint64_t run_cycles = 0;
     // AXI4-Lite handshake inputs sampled before the edge of the last step (when lite_sample is set)
+    bool settle = true;  // evaluate before the edge (vk_set_settle); cleared by board.py when not needed
     bool lite_sample = false, lite_awready = false, lite_wready = false, lite_bvalid = false;
     bool lite_arready = false, lite_rvalid = false;
     uint32_t lite_rdata = 0;
@@ -98,8 +107,10 @@ struct vk_board {
                 *h.bid = CData(r.id);
             }
         }
-        top->clk = 0;
-        top->eval();
+        if (settle || lite_sample) {
+            top->clk = 0;
+            top->eval();
+        }
         for (int p = 0; p < NPORTS; p++) {
             HpPins& h = pins[p];
             if (*h.arvalid && *h.arready) ddr->ar(p, *h.araddr, int(*h.arlen) + 1, *h.arid);
@@ -120,6 +131,7 @@ struct vk_board {
             lite_resp = t->s_axil___05Farvalid || t->s_axil___05Frready ? t->s_axil___05Frresp : t->s_axil___05Fbresp;
         }
         top->clk = 1;
+        top->rootp->__Vtrigprevexpr___TOP__clk__0 = 0;  // a rising edge, whether or not clk was seen low
         top->eval();
         ddr->tick();
         cycle++;
@@ -272,6 +284,8 @@ void vk_clear_stats(vk_board* b) { b->ddr->clear_stats(); }
 void vk_add_read_error(vk_board* b, uint64_t lo, uint64_t hi) { b->ddr->add_read_error(lo, hi); }
 void vk_add_write_error(vk_board* b, uint64_t lo, uint64_t hi) { b->ddr->add_write_error(lo, hi); }
 void vk_clear_errors(vk_board* b) { b->ddr->clear_errors(); }
+// 1: settle the design before every edge (two evaluations a cycle); 0: one evaluation (see the top).
+void vk_set_settle(vk_board* b, int on) { b->settle = on != 0; }
 void vk_set_frozen(vk_board* b, int frozen) { b->ddr->set_frozen(frozen != 0); }
 
 }  // extern "C"

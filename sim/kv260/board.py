@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,9 +70,36 @@ def build_board(params, *, root: Path = BUILD_ROOT, jobs: int | None = None, opt
            "-CFLAGS", f"-I{HERE}", "-LDFLAGS", "-shared", "-MAKEFLAGS", " ".join(mflags),
            str(HERE / "board.cpp"), str(HERE / "ddr_model.cpp"), str(vfile)]
     built = cached_build(build_dir, lib, cmd, prepare=lambda: vfile.write_text(text), env=_build_env(),
+                         finish=lambda: _write_atomic(build_dir / COMB_OUTPUTS,
+                                                      json.dumps(comb_outputs(build_dir / "obj"))),
                          fail=lambda res, log: BoardError(f"the virtual KV260 did not build (exit {res.returncode}); "
                                                           f"see {log}", "fix the error at the end of that log"))
     return lib, built
+
+
+COMB_OUTPUTS = "comb_outputs.json"  # the top's outputs that depend combinationally on its inputs
+_ICO_FUNC = re.compile(r"\nvoid \w+___ico_\w+\(\w+\* vlSelf\) \{(.*?)\n\}", re.S)
+_OUT_DECL = re.compile(r"VL_OUT(?:8|16|64|W)?\(&(\w+),")
+
+
+def comb_outputs(obj: Path) -> list[str]:
+    """The top's outputs written in Verilator's input-combinational (``ico``) region of the model in
+    ``obj``: Verilator updates there exactly the signals that follow an input without a clock edge.
+    Empty: every output is a function of the state alone, so the harness may skip settling the design
+    before each edge (board.cpp)."""
+    header = (obj / "Vaccel.h").read_text()
+    outs = set(_OUT_DECL.findall(header))
+    found: set[str] = set()
+    for f in obj.glob("Vaccel___024root*.cpp"):
+        for body in _ICO_FUNC.findall(f.read_text()):
+            found.update(n for n in re.findall(r"vlSelfRef\.(\w+)(?:\[\w+\])*\s*=(?!=)", body) if n in outs)
+    return sorted(found)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _load(lib: Path) -> ctypes.CDLL:
@@ -84,7 +113,8 @@ def _load(lib: Path) -> ctypes.CDLL:
                                ctypes.POINTER(ctypes.c_double)]),
            "vk_port_stats": (None, [P, i32, ctypes.POINTER(u64)]), "vk_clear_stats": (None, [P]),
            "vk_add_read_error": (None, [P, u64, u64]), "vk_add_write_error": (None, [P, u64, u64]),
-           "vk_clear_errors": (None, [P]), "vk_set_frozen": (None, [P, i32])}
+           "vk_clear_errors": (None, [P]), "vk_set_frozen": (None, [P, i32]),
+           "vk_set_settle": (None, [P, i32])}
     for name, (res, args) in sig.items():
         f = getattr(c, name)
         f.restype, f.argtypes = res, args
@@ -107,10 +137,12 @@ class PortStats:
 class VirtualKv260:
     """One simulated board running the accelerator generated for ``params``, with ``ddr_bytes`` of DDR at
     physical address ``phys_base``. ``read_latency``: the DDR model's read latency in PL cycles (0: the
-    model's calibrated default). Close it (or use ``with``) to free the DDR."""
+    model's calibrated default). ``settle``: evaluate the design before every clock edge even where the
+    build shows it unnecessary (``comb_outputs``; the cycles are the same, only slower). Close it (or use
+    ``with``) to free the DDR."""
 
     def __init__(self, params, ddr_bytes: int, *, phys_base: int = PHYS_BASE, read_latency: int = 0, seed: int = 1,
-                 root: Path = BUILD_ROOT, opt: str = DEFAULT_OPT):
+                 root: Path = BUILD_ROOT, opt: str = DEFAULT_OPT, settle: bool = False):
         self.params = params
         self.lib_path, self.built_now = build_board(params, root=root, opt=opt)
         self._c = _load(self.lib_path)
@@ -118,6 +150,10 @@ class VirtualKv260:
         if not self._b:
             raise BoardError(f"cannot allocate {ddr_bytes / 2**20:.0f} MiB for the virtual KV260's DDR",
                              "free memory or load a smaller model")
+        # one evaluation a cycle only when the build was shown to allow it (``comb_outputs``)
+        marks = self.lib_path.parent / COMB_OUTPUTS
+        self.comb_outputs = json.loads(marks.read_text()) if marks.is_file() else None
+        self.set_settle(settle or self.comb_outputs != [])
         ptr = self._c.vk_mem(self._b)
         self.mem = np.ctypeslib.as_array((ctypes.c_uint8 * ddr_bytes).from_address(ptr)) if ddr_bytes else \
             np.zeros(0, np.uint8)
@@ -183,6 +219,12 @@ class VirtualKv260:
 
     def clear_errors(self) -> None:
         self._c.vk_clear_errors(self._b)
+
+    def set_settle(self, on: bool) -> None:
+        """Evaluate the design before every clock edge (``on``) or only at the edge (the default where
+        ``comb_outputs`` is empty); the cycles and results are the same either way."""
+        self.settle = on
+        self._c.vk_set_settle(self._b, int(on))
 
     def set_frozen(self, frozen: bool) -> None:
         """A frozen memory system stops answering the accelerator (a hung interconnect)."""

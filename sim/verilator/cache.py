@@ -41,10 +41,12 @@ def verilog_cached(top: str, params: dict, make: Callable[[], str], root: Path) 
 
 def cached_build(build_dir: Path, product: Path, cmd: list[str], *,
                  fail: Callable[[subprocess.CompletedProcess, Path], Exception],
-                 prepare: Callable[[], None] | None = None, env: dict | None = None) -> bool:
+                 prepare: Callable[[], None] | None = None, finish: Callable[[], None] | None = None,
+                 env: dict | None = None) -> bool:
     """Run the compiler command ``cmd`` in ``build_dir`` unless a finished build of ``product`` is there
     (a ``.built`` stamp, touched only after a successful build). Holds the folder's lock, so two processes
-    never interleave a build; ``prepare`` runs under it first (e.g. writing the Verilog). The command line
+    never interleave a build; ``prepare`` runs under it first (e.g. writing the Verilog), ``finish`` after a
+    successful command and before the stamp (e.g. an analysis of the build's output). The command line
     and its output go to ``build.log``; a failure raises ``fail(result, log)``. True when it built now."""
     from ternfpga.sim.cocotb.build import build_lock
 
@@ -61,5 +63,7 @@ def cached_build(build_dir: Path, product: Path, cmd: list[str], *,
         log.write_text(" ".join(cmd) + "\n" + res.stdout + res.stderr + f"\n{time.perf_counter() - t0:.0f} s\n")
         if res.returncode != 0 or not product.is_file():
             raise fail(res, log)
+        if finish is not None:
+            finish()
         stamp.touch()
     return True
