@@ -84,12 +84,6 @@ class Backend(ABC):
         return dict(self._counters, position=self.position)
 
 
-def _unavailable(name: str, when: str):
-    def make():
-        raise TernError(f"backend '{name}' is not available yet ({when})", "use --backend ref")
-    return make
-
-
 def _ref():
     from .ref import RefBackend
     return RefBackend()
@@ -100,20 +94,25 @@ def _sim(params=None):
     return SimBackend(params)
 
 
+def _kv260(params=None):
+    from .kv260 import Kv260Backend
+    return Kv260Backend(params)
+
+
 BACKENDS = {
     "ref": _ref,
     "sim": _sim,
-    "kv260": _unavailable("kv260", "it arrives with the KV260 bitstream and board runtime"),
+    "kv260": _kv260,
 }
 
 
 # options a backend takes (the CLI's --accel is the accelerator's parameters)
-BACKEND_OPTIONS = {"sim": ("params",)}
+BACKEND_OPTIONS = {"sim": ("params",), "kv260": ("params",)}
 
 
 def open_backend(name: str, image, **options) -> Backend:
     """Open backend ``name`` and load ``image``. ``options``: backend settings (``params``: the accelerator's
-    AccelParams, for ``sim``); None values are left out."""
+    AccelParams, for ``sim`` and ``kv260``); None values are left out."""
     if name not in BACKENDS:
         raise TernError(f"unknown backend {name!r}", f"choose one of {', '.join(BACKENDS)}")
     options = {k: v for k, v in options.items() if v is not None}
