@@ -18,8 +18,8 @@ OVERLAY_FIX = (f"load the overlay: `ternfpga board load` (or `sudo xmutil loadap
                f"uio_pdrv_genirq with of_id=generic-uio")
 ACCESS_FIX = ("run as root, or install the udev rule of docs/kv260.md (\"The kv260 transport\") and join its "
               "group")
-UDMABUF_FIX = (f"install the u-dma-buf kernel module and load the overlay that declares the buffer "
-               f"(`ternfpga board load`)")
+UDMABUF_FIX = ("install the u-dma-buf kernel module and load the overlay that declares the buffer "
+               "(`ternfpga board load`)")
 
 
 def under(root: Path | str, path: str) -> Path:

@@ -640,3 +640,18 @@ def test_accel_applies_to_kv260_only_among_the_device_backends(capsys, image):
     rc, out, err = run_cli(capsys, "generate", "--model", image.path, "--prompt-ids", "1", "--backend", "ref",
                            "--accel", "x.json")
     clean_error(rc, out, err, "--accel does not apply to the ref backend", "--backend sim or kv260")
+
+
+def test_accel_is_read_for_kv260(capsys, image, tmp_path):
+    from ternfpga.rtl.generate import accel_metadata
+
+    path = tmp_path / "accel.json"
+    path.write_text(json.dumps(accel_metadata(PARAMS)))
+    rc, out, err = run_cli(capsys, "generate", "--model", image.path, "--prompt-ids", "1", "--backend", "kv260",
+                           "--accel", tmp_path / "missing.json")
+    clean_error(rc, out, err, "missing.json' do not exist")
+    if Path("/sys/class/uio").is_dir():
+        pytest.skip("this machine has UIO devices: the rest needs a machine without the overlay")
+    rc, out, err = run_cli(capsys, "generate", "--model", image.path, "--prompt-ids", "1", "--backend", "kv260",
+                           "--accel", path)
+    clean_error(rc, out, err, "backend 'kv260' is not available: no UIO device is named")
