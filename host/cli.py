@@ -17,6 +17,7 @@ COMMANDS = {
     "synth": "synth",
     "rtl": "rtl",
     "estimate": "estimate",
+    "build": "build",
     "board": "board",
 }
 
