@@ -19,6 +19,7 @@ COMMANDS = {
     "estimate": "estimate",
     "build": "build",
     "board": "board",
+    "train": "train",
     "corpus": "corpus",
 }
 
