@@ -57,7 +57,7 @@ def register(sub, name: str) -> argparse.ArgumentParser:
     t.add_argument("--stop-after", type=int, default=None, metavar="N",
                    help="stop this session after N steps (save; continue later with --resume)")
     d = p.add_argument_group("distillation (with --teacher)")
-    d.add_argument("--kl-weight", type=float, default=10.0, help="λ of the KL term (default 10)")
+    d.add_argument("--kl-weight", type=float, default=1.0, help="λ of the KL term (default 1)")
     d.add_argument("--temperature", type=float, default=1.0, help="τ of the KL term (default 1)")
     d.add_argument("--hidden-weight", type=float, default=0.0, help="weight of the last-hidden-state MSE (default 0)")
     p.add_argument("--json", action="store_true", help="print the final report as one JSON object")
@@ -75,6 +75,9 @@ def options_from_args(args: argparse.Namespace):
     dims = {k: getattr(args, k) for k in DIMS if getattr(args, k) is not None}
     ctx = args.ctx
     arch = None
+    if args.from_teacher and (dims or args.preset is not None or args.arch is not None):
+        raise TernError("--from-teacher copies the teacher's shape: --arch/--preset/dims do not apply",
+                        "drop either --from-teacher or the model options")
     if args.preset is not None and args.arch is not None:
         raise TernError("--preset and --arch both name a model", "pass one of them")
     if args.preset is not None:

@@ -38,7 +38,7 @@ def export_checkpoint(model: Decoder, out_dir: str | Path, tokenizer_json: str) 
     try:
         (tmp / "config.json").write_text(json.dumps(hf_config(cfg), indent=2) + "\n")
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+        (tmp / "tokenizer.json").write_bytes(tokenizer_json.encode("utf-8"))  # verbatim
         tok_cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.max_position}
         eot = _token_text(tokenizer_json, cfg.eos_id)
         if eot is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -156,6 +157,7 @@ def train(o: TrainOptions) -> dict:
     teacher = None
     if tckpt is not None:
         teacher = load_model(tckpt, quant=False).to(device).eval()
+        teacher.fused_attention = "always"  # its logits need speed, not FloatModel's exact rounding
         teacher.requires_grad_(False)
     model.to(device).train()
     opt = make_optimizer(model, o.lr, device)
@@ -173,8 +175,6 @@ def train(o: TrainOptions) -> dict:
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"])
         progress.message(f"resuming {o.out} at step {step}")
-    else:
-        rd.write_run({"key": key, "config": cfg.to_dict(), "parameters": params, "arch": cfg.architecture})
 
     def schedule() -> Schedule:
         if total is None:
@@ -185,6 +185,8 @@ def train(o: TrainOptions) -> dict:
         return Schedule(o.lr, w, total)
 
     sched = schedule()
+    if state is None:  # the last check passed: the folder becomes this run's
+        rd.write_run({"key": key, "config": cfg.to_dict(), "parameters": params, "arch": cfg.architecture})
     windows = None if val_tokens is None else val_windows(val_tokens, o.ctx, o.val_windows)
     log = LossLog(rd.file(LOG), step)
     budget_s = None if o.minutes is None else o.minutes * 60.0
@@ -239,7 +241,8 @@ def train(o: TrainOptions) -> dict:
                 timed_s, timed_steps = timed_s + dt, timed_steps + 1
 
             val = None
-            if windows is not None and (step % o.eval_every == 0 or step == total):
+            last = step == total or (budget_s is not None and total is not None and seconds + dt >= budget_s)
+            if windows is not None and (step % o.eval_every == 0 or last):
                 te = _clock()
                 val = last_val = evaluate(model, windows, o.batch, device)
                 dt += _clock() - te
@@ -265,9 +268,9 @@ def train(o: TrainOptions) -> dict:
             log.write(rec)
             tok_s = session_steps * per_step / max(session_s, 1e-9)
             eta = None if total is None else (total - step) * session_s / session_steps
-            progress.update(step, total, ce_v, last_val, tok_s, eta, force=step == total)
+            progress.update(step, total, ce_v, last_val, tok_s, eta, force=last)
 
-            if step % o.save_every == 0 and step != total:
+            if step % o.save_every == 0 and not last:
                 save()
             if flag.hit:
                 stopped = "interrupted"
@@ -276,11 +279,6 @@ def train(o: TrainOptions) -> dict:
                 stopped = "stop-after"
                 break
 
-    complete = stopped is None
-    if complete and windows is not None and (step == 0 or (total is not None and step < total)):
-        last_val = evaluate(model, windows, o.batch, device)  # stopped by the clock: evaluate the end
-        log.write({"step": step, "tokens": step * per_step, "loss": recent[-1] if recent else None,
-                   "val_loss": last_val, "lr": 0.0, "seconds": round(seconds, 3)})
     log.close()
     save()
     progress.close()
@@ -289,8 +287,9 @@ def train(o: TrainOptions) -> dict:
               "tokens": step * per_step, "loss": sum(recent) / len(recent) if recent else None,
               "val_loss": last_val, "seconds": round(seconds, 3),
               "tokens_per_s": session_steps * per_step / session_s if session_s else None,
-              "device": device.type, "complete": complete and (total is None or step >= total)}
+              "device": device.type, "complete": stopped is None}  # the steps or the minutes are used up
     if stopped == "interrupted":
-        progress.message(f"interrupted at step {step}; saved: continue with the same command and --resume")
+        print(f"interrupted at step {step} of {total}; saved in '{rd.path}': continue with the same command and "
+              f"--resume", file=sys.stderr)
         raise KeyboardInterrupt
     return report

@@ -105,13 +105,20 @@ class Body(nn.Module):
 
 class Decoder(nn.Module):
     """``Decoder(cfg, quant=True, scale="tensor")``; ``forward(ids [B, T]) -> logits [B, T, vocab]``
-    (float32). ``return_hidden=True`` also returns the residual stream before the final norm."""
+    (float32). ``return_hidden=True`` also returns the residual stream before the final norm.
+
+    In eval mode the forward is float_ref's op for op (FloatModel's logits exactly, on CPU in float32);
+    in training mode attention runs torch's fused causal kernel (the same function up to float rounding,
+    3-4x faster on CPU): see ``fused_attention``."""
 
     def __init__(self, cfg: ModelConfig, quant: bool = True, scale: str = "tensor"):
         super().__init__()
         if scale not in ("tensor", "channel"):
             raise ValueError(f"unknown scale mode {scale!r}")
         self.cfg = cfg
+        # "train": torch's fused attention in training mode, float_ref's exact order in eval mode;
+        # "always": fused in both (a teacher, which only needs speed); "never": exact in both
+        self.fused_attention = "train"
         self.qs = QuantSwitch(quant, scale)
         self.model = Body(cfg, self.qs)
         if not cfg.tied:
@@ -182,12 +189,18 @@ class Decoder(nn.Module):
         v = a.v_proj(h).view(B, T, cfg.kv_heads, cfg.head_dim)
         q, k = _rope(q, cos, sin), _rope(k, cos, sin)
         q, k, v = self._qa(q), self._qa(k), self._qa(v)  # per (token, head): the last dim is head_dim
-        k = k.repeat_interleave(cfg.group, dim=2)
-        v = v.repeat_interleave(cfg.group, dim=2)
-        scores = torch.einsum("bthd,bshd->bhts", q, k) * cfg.head_dim ** -0.5
-        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-        out = torch.einsum("bhts,bshd->bthd", probs, v).reshape(B, T, cfg.q_dim)
+        if self.fused_attention == "always" or (self.training and self.fused_attention == "train"):
+            # torch's fused causal attention: the same function, 3-4x faster on CPU, float rounding differs
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                 is_causal=True, enable_gqa=cfg.group > 1)
+            out = out.transpose(1, 2).reshape(B, T, cfg.q_dim)
+        else:  # float_ref's op order: eval mode computes FloatModel's numbers exactly
+            k = k.repeat_interleave(cfg.group, dim=2)
+            v = v.repeat_interleave(cfg.group, dim=2)
+            scores = torch.einsum("bthd,bshd->bhts", q, k) * cfg.head_dim ** -0.5
+            scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            out = torch.einsum("bhts,bshd->bthd", probs, v).reshape(B, T, cfg.q_dim)
         if cfg.sub_norms:
             out = a.attn_sub_norm(out)
         return a.o_proj(self._qa(out))

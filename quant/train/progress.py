@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import TextIO
 
 
@@ -17,11 +18,17 @@ class Progress:
         self.every = every
         self.tty = enabled and bool(getattr(self.stream, "isatty", lambda: False)())
         self._drawn = False
+        self._last_draw = 0.0
 
     def update(self, step: int, total: int | None, loss: float, val: float | None, tok_s: float,
                eta_s: float | None, force: bool = False) -> None:
         if not self.enabled or (not self.tty and not force and step % self.every):
             return
+        if self.tty and not force:  # redraw at most 10 times a second
+            now = time.monotonic()
+            if now - self._last_draw < 0.1:
+                return
+            self._last_draw = now
         parts = [f"step {step}/{total if total else '?'}", f"loss {loss:.4f}"]
         if val is not None:
             parts.append(f"val {val:.4f}")
