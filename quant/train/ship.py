@@ -42,6 +42,14 @@ def _trit_changes(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) ->
     return changed, total
 
 
+def _rel(path: str) -> str:
+    p = Path(path)
+    try:
+        return str(p.relative_to(Path.cwd())) if p.is_absolute() else path
+    except ValueError:
+        return path
+
+
 def plot_log(log: Path, png: Path, title: str) -> None:
     """Training and validation loss against tokens seen."""
     import matplotlib
@@ -89,6 +97,7 @@ def ship(run: Path, out: Path, dtype: str = "float16", title: str = "") -> Path:
         hf["torch_dtype"] = HF_NAMES[dtype]
         (tmp / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
         save_file(dst, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        os.chmod(tmp / "model.safetensors", 0o644)
         for name in ("tokenizer.json", "tokenizer_config.json"):
             if (model / name).is_file():
                 shutil.copyfile(model / name, tmp / name)
@@ -97,7 +106,11 @@ def ship(run: Path, out: Path, dtype: str = "float16", title: str = "") -> Path:
         rows = [json.loads(line) for line in (run / LOG).read_text().splitlines() if line.strip()]
         last_val = next((r["val_loss"] for r in reversed(rows) if r.get("val_loss") is not None), None)
         params = sum(v.numel() for v in src.values())
-        info = {"run": json.loads((run / "run.json").read_text()).get("key", {}) if (run / "run.json").is_file() else {},
+        key = json.loads((run / "run.json").read_text()).get("key", {}) if (run / "run.json").is_file() else {}
+        for k in ("tokenizer", "val", "data"):  # paths relative to the working folder, not this machine's
+            v = key.get(k)
+            key[k] = [_rel(x) for x in v] if isinstance(v, list) else _rel(v) if isinstance(v, str) else v
+        info = {"run": key,
                 "parameters": params, "dtype": dtype, "steps": rows[-1]["step"], "tokens": rows[-1]["tokens"],
                 "seconds": rows[-1]["seconds"], "final_train_loss": rows[-1]["loss"], "final_val_loss": last_val,
                 "trits_changed_by_dtype": changed, "trits": total}
