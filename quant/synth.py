@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from .errors import TernError
+from .folders import swap_in
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 _HF_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -324,17 +325,7 @@ def write_checkpoint(out_dir: str | Path, spec: SynthSpec, progress: bool = Fals
         (tmp / "config.json").write_text(json.dumps(_hf_config(spec, eot_id), indent=2) + "\n")
         _write_weights(tmp, spec, progress)
         (tmp / MARKER).write_text("written by ternfpga synth; random weights\n")
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            out_dir.rename(old)
-            try:
-                tmp.rename(out_dir)
-            except BaseException:
-                old.rename(out_dir)  # put the previous folder back
-                raise
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out_dir)
+        swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

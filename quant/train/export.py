@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 
 from ..checkpoint import Checkpoint
 from ..errors import TernError
+from ..folders import swap_in
 from .arch import hf_config
 from .model import Decoder
 
@@ -45,18 +46,7 @@ def export_checkpoint(model: Decoder, out_dir: str | Path, tokenizer_json: str) 
             tok_cfg.update(bos_token=eot, eos_token=eot)
         (tmp / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2) + "\n")
         (tmp / MARKER).write_text("written by ternfpga train: latent float32 weights\n")
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            out_dir.rename(old)
-            try:
-                tmp.rename(out_dir)
-            except BaseException:
-                old.rename(out_dir)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
+        swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

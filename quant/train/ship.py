@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import TernError
+from ..folders import swap_in
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 HF_NAMES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
@@ -115,9 +116,7 @@ def ship(run: Path, out: Path, dtype: str = "float16", title: str = "") -> Path:
                 "seconds": rows[-1]["seconds"], "final_train_loss": rows[-1]["loss"], "final_val_loss": last_val,
                 "trits_changed_by_dtype": changed, "trits": total}
         (tmp / "training.json").write_text(json.dumps(info, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
