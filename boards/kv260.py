@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from amaranth.build import Attrs, Pins, Resource
 from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.vendor import XilinxPlatform
 
@@ -165,7 +165,6 @@ class Kv260Top(Elaboratable):
 
         if platform is not None:
             fan = platform.request("fan_en_b", 0, dir="-")
-            from amaranth.lib import io
             m.submodules.fan = fan_buf = io.Buffer("o", fan)
             m.d.comb += fan_buf.o.eq(ps["emio_ttc0_wave_o"][2])
 
