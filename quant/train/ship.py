@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import TernError
-from ..folders import swap_in
+from ..folders import new_folder
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 HF_NAMES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
@@ -90,10 +90,7 @@ def ship(run: Path, out: Path, dtype: str = "float16", title: str = "") -> Path:
     src = load_file(str(model / "model.safetensors"))
     dst = {k: v.to(DTYPES[dtype]).contiguous() for k, v in src.items()}
     changed, total = _trit_changes(src, dst)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with new_folder(out) as tmp:
         hf = json.loads((model / "config.json").read_text())
         hf["torch_dtype"] = HF_NAMES[dtype]
         (tmp / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
@@ -116,10 +113,6 @@ def ship(run: Path, out: Path, dtype: str = "float16", title: str = "") -> Path:
                 "seconds": rows[-1]["seconds"], "final_train_loss": rows[-1]["loss"], "final_val_loss": last_val,
                 "trits_changed_by_dtype": changed, "trits": total}
         (tmp / "training.json").write_text(json.dumps(info, indent=1) + "\n")
-        swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"shipped {out}: {params:,} parameters in {dtype}, {rows[-1]['step']} steps, {rows[-1]['tokens']:,} tokens, "
           f"final validation loss {last_val:.4f} nats/token; {changed} of {total:,} trits differ from the float32 "
           f"export")
